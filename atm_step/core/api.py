@@ -1,0 +1,336 @@
+"""The public entry point of the ATM core: :func:`adaptive_trace_model`."""
+
+import logging
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from atm_step.core import combine, errors, grid, linear, stats, trace_fit
+from atm_step.core.parameters import FitParameters
+
+__all__ = ["ATMResult", "adaptive_trace_model"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class ATMResult:
+    """
+    Everything the ATM core produces for one detector image.
+
+    Oversampled arrays have shape ``(ny_os, nx) = (ceil(ny * N), nx)``; with
+    ``oversample == 1`` they are on the native grid. Units are those of the input flux.
+
+    Attributes
+    ----------
+    flux : ndarray of float64
+        Combined image (paper II.5): spline + residual (spline alone with
+        ``psf_optimal``) inside each region's compact-source band, the linear model
+        elsewhere. With ``oversample == 1`` this is the input flux, unchanged.
+    err : ndarray of float64 or None
+        Oversampled error, inflated by ``X = 0.23 N + 0.77`` (paper IV); None if no
+        error array was given.
+    variances : dict of str to ndarray
+        Oversampled variance arrays, inflated by ``X**2``, under the names given.
+    trace : ndarray of float64
+        Scaled spline model where the combination uses it, NaN elsewhere.
+    spline : ndarray of float64
+        Scaled spline model wherever a fit exists, NaN elsewhere.
+    linear : ndarray of float64
+        Linear model (paper II.2); NaN where the nearest native pixel is NaN.
+    residual : ndarray of float64
+        Residual model (paper II.4): data minus spline at native pixels, linearly
+        interpolated; NaN where no spline exists.
+    band : ndarray of bool
+        True inside the compact-source band of a fitted region (where ``trace`` is used).
+    estimated : ndarray of bool
+        True where the output is finite although the nearest native input pixel was
+        NaN: the model filled a bad pixel (callers set FLUX_ESTIMATED there).
+    y_os : ndarray of float64, shape (ny_os,)
+        Native row coordinate of each oversampled row.
+    near_row : ndarray of int64, shape (ny_os,)
+        Nearest native row of each oversampled row.
+    oversample : float
+        The oversampling factor ``N``.
+    inflation : float
+        The error inflation factor ``X`` applied.
+    mean_offset : float
+        The negative image mean that was subtracted before modelling and restored
+        after (0 if the mean was not negative).
+    region_ids : ndarray of int64
+        Ids of all regions in the map.
+    fitted : ndarray of bool
+        For each of ``region_ids``, whether a spline model was fitted.
+    n_columns_fitted : ndarray of int64
+        Per region, columns with a fresh spline fit.
+    n_columns_reused : ndarray of int64
+        Per region, columns that reused the previous column's fit (sampling gap too
+        large, too few points, or an ill-conditioned fit).
+    n_rejected : ndarray of int64
+        Per region, number of point rejections summed over all column fits.
+    n_band_rows : ndarray of float64
+        Per region, width of the compact-source band in native rows.
+    image_mean, image_rms : float
+        Sigma-clipped statistics used for the fit threshold (paper II.1).
+    """
+
+    flux: np.ndarray
+    err: np.ndarray | None
+    variances: dict
+    trace: np.ndarray
+    spline: np.ndarray
+    linear: np.ndarray
+    residual: np.ndarray
+    band: np.ndarray
+    estimated: np.ndarray
+    y_os: np.ndarray
+    near_row: np.ndarray
+    oversample: float
+    inflation: float
+    mean_offset: float
+    region_ids: np.ndarray
+    fitted: np.ndarray
+    n_columns_fitted: np.ndarray
+    n_columns_reused: np.ndarray
+    n_rejected: np.ndarray
+    n_band_rows: np.ndarray
+    image_mean: float = 0.0
+    image_rms: float = 0.0
+    parameters: FitParameters = field(default_factory=FitParameters)
+
+    @property
+    def n_fitted(self):
+        """Number of regions with a spline model."""
+        return int(np.count_nonzero(self.fitted))
+
+    @property
+    def n_estimated(self):
+        """Number of oversampled pixels filled by the model where the input was NaN."""
+        return int(np.count_nonzero(self.estimated))
+
+    @property
+    def n_from_model(self):
+        """Number of finite oversampled pixels taken from the spline model."""
+        return int(np.count_nonzero(self.band & np.isfinite(self.flux)))
+
+
+def _check_inputs(flux, alpha, regions, err, variances, alpha_os, oversample):
+    flux = np.asarray(flux)
+    if flux.ndim != 2:
+        raise ValueError(f"flux must be a 2-D image (ny, nx); got shape {flux.shape}")
+    for name, arr in (("alpha", alpha), ("regions", regions), ("err", err)):
+        if arr is not None and np.shape(arr) != flux.shape:
+            raise ValueError(
+                f"{name} has shape {np.shape(arr)}, but flux has shape {flux.shape}"
+            )
+    for name, arr in (variances or {}).items():
+        if np.shape(arr) != flux.shape:
+            raise ValueError(
+                f"variance {name!r} has shape {np.shape(arr)}, but flux has shape {flux.shape}"
+            )
+    if not np.issubdtype(np.asarray(regions).dtype, np.integer):
+        raise TypeError(f"regions must be an integer map; got dtype {np.asarray(regions).dtype}")
+    if not np.isfinite(oversample) or oversample < 1:
+        raise ValueError(f"oversample must be a finite factor >= 1; got {oversample}")
+    if alpha_os is not None:
+        expect = grid.oversampled_shape(flux.shape, oversample)
+        if np.shape(alpha_os) != expect:
+            raise ValueError(f"alpha_os has shape {np.shape(alpha_os)}; expected {expect}")
+
+
+def adaptive_trace_model(
+    flux,
+    alpha,
+    regions,
+    *,
+    err=None,
+    variances=None,
+    oversample=1.0,
+    fit_threshold=10.0,
+    slope_limit=0.1,
+    pad=2,
+    psf_optimal=False,
+    alpha_os=None,
+    channel_groups=None,
+    parameters=None,
+    maximum_cores=1,
+    **tuning,
+):
+    """
+    Fit adaptive trace models to a spectral image and oversample it along the slice.
+
+    Dispersion runs along x (axis 1); callers whose instrument disperses along y
+    (MIRI MRS) rotate first. Each region (slice or slit) is modelled column by column
+    (paper section II): a linear model, a cubic B-spline model of the normalised
+    along-slice profile fitted to the columns in a sliding window with iterative
+    sigma rejection and scaled to each column, and a residual model; they are combined
+    in a compact-source band that is the same for every column of the region.
+
+    Parameters
+    ----------
+    flux : ndarray of float, shape (ny, nx)
+        Calibrated image (e.g. MJy/sr). NaN marks missing pixels.
+    alpha : ndarray of float, shape (ny, nx)
+        Along-slice coordinate of each pixel centre (any unit, e.g. arcsec), increasing
+        with row index inside each region; NaN outside regions.
+    regions : ndarray of int, shape (ny, nx)
+        Region map: 0 outside, one positive id per slice or slit.
+    err : ndarray of float, shape (ny, nx), optional
+        1-sigma errors of ``flux``; oversampled and inflated into ``result.err``.
+    variances : dict of str to ndarray, shape (ny, nx), optional
+        Variance arrays (e.g. ``var_poisson``); their square roots are oversampled
+        linearly, inflated and squared back.
+    oversample : float, optional
+        Oversampling factor ``N >= 1`` along axis 0. With 1, the combined image is
+        the input and only the trace and spline models are produced.
+    fit_threshold : float, optional
+        A region is fitted only if the peak of its wavelength-collapsed profile
+        exceeds ``mean + fit_threshold * rms`` of the image (paper II.3). ``<= 0``
+        fits every region.
+    slope_limit : float, optional
+        Rows where the normalised model changes by more than this per native pixel
+        define the compact-source band (paper II.5). ``<= 0`` uses the spline model
+        over the whole region.
+    pad : int, optional
+        Padding of the band, in native pixels (paper: 2-3).
+    psf_optimal : bool, optional
+        Model an isolated point source: fit every region, use the spline everywhere,
+        and leave out the residual model.
+    alpha_os : ndarray of float, shape (ceil(ny * N), nx), optional
+        Along-slice coordinate of each oversampled pixel, e.g. from the WCS. By default
+        ``alpha`` is interpolated linearly along each column of each region (and
+        extrapolated by half a native pixel at its ends).
+    channel_groups : sequence of sequence of int, optional
+        Groups of region ids whose statistics are computed together (MIRI MRS
+        channels, paper II.1). By default one group holds every region.
+    parameters : FitParameters, optional
+        Spline-fit tuning; default `FitParameters()` (paper values). Presets:
+        `FitParameters.nirspec_ifu`, `FitParameters.miri_mrs`,
+        `FitParameters.nirspec_slit`.
+    maximum_cores : int, optional
+        Threads used to fit regions in parallel (regions are independent).
+    **tuning
+        Overrides of single `FitParameters` fields (``nknots``, ``window``,
+        ``sigma_reject``, ``max_iter``, ``gap_ratio``, ``column_order``,
+        ``min_good``, ...).
+
+    Returns
+    -------
+    ATMResult
+        The combined image, its components, errors and per-region diagnostics.
+
+    Raises
+    ------
+    ValueError
+        If arrays are not 2-D images of one shape, ``oversample < 1``, or a tuning
+        value is out of range.
+    TypeError
+        If ``regions`` is not an integer map or an unknown tuning keyword is given.
+
+    Notes
+    -----
+    Source: D. R. Law et al., "Mitigating Resampling Artifacts for the JWST IFU
+    Spectrometers with Adaptive Trace Modeling", sections II.1-II.5 and IV. The
+    oversampled grid follows jwst's convention (`atm_step.core.grid`). Where this
+    implementation departs from jwst's step, the module docstrings of
+    `atm_step.core.trace_fit` and `atm_step.core.combine` say how and why.
+    """
+    _check_inputs(flux, alpha, regions, err, variances, alpha_os, oversample)
+    params = (parameters or FitParameters()).with_overrides(**tuning)
+    oversample = float(oversample)
+    if psf_optimal:
+        fit_threshold = 0.0
+        slope_limit = 0.0
+
+    flux = np.asarray(flux, dtype=np.float64)
+    alpha = np.where(np.asarray(regions) > 0, np.asarray(alpha, dtype=np.float64), np.nan)
+    regions = np.asarray(regions, dtype=np.int64)
+    ny, nx = flux.shape
+    y_os = grid.oversampled_rows(ny, oversample)
+    near = grid.nearest_native_row(ny, oversample)
+
+    # II.1: image statistics; a negative mean is removed before modelling
+    image_stats = stats.image_statistics(flux, regions, channel_groups)
+    offset = min(image_stats.global_mean, 0.0)
+    work = flux - offset if offset < 0 else flux
+
+    region_ids = np.unique(regions[regions > 0])
+    if fit_threshold > 0:
+        to_fit = stats.regions_over_threshold(
+            work, alpha, regions, region_ids, image_stats, fit_threshold, offset
+        )
+    else:
+        to_fit = np.ones(region_ids.size, dtype=bool)
+
+    if alpha_os is None:
+        alpha_os = linear.linear_oversample(
+            alpha, regions, y_os, near, preserve_nan=False, extrapolate=True
+        )
+    else:
+        alpha_os = np.asarray(alpha_os, dtype=np.float64)
+
+    # II.3: spline model of every region over threshold, at native and oversampled rows
+    fit = trace_fit.fit_regions(
+        work, alpha, regions, region_ids[to_fit], alpha_os, near, params, maximum_cores
+    )
+
+    # II.2, II.4, II.5
+    parts = combine.combine_models(
+        work,
+        regions,
+        alpha,
+        alpha_os,
+        y_os,
+        near,
+        fit,
+        oversample=oversample,
+        slope_limit=slope_limit,
+        pad=pad,
+        psf_optimal=psf_optimal,
+    )
+    if offset < 0:
+        for arr in (parts.flux, parts.trace, parts.spline):
+            arr += offset
+    if oversample == 1.0:
+        parts.flux = flux.copy()
+        parts.estimated[:] = False
+
+    err_os, var_os, inflation = errors.oversample_errors(
+        err, variances, regions, y_os, near, oversample, parts.estimated
+    )
+
+    fitted_ids = set(int(r) for r in region_ids[to_fit])
+    per_region = fit.per_region_counts(region_ids)
+    result = ATMResult(
+        flux=parts.flux,
+        err=err_os,
+        variances=var_os,
+        trace=parts.trace,
+        spline=parts.spline,
+        linear=parts.linear,
+        residual=parts.residual,
+        band=parts.band,
+        estimated=parts.estimated,
+        y_os=y_os,
+        near_row=near,
+        oversample=oversample,
+        inflation=inflation,
+        mean_offset=float(offset),
+        region_ids=region_ids,
+        fitted=np.array([int(r) in fitted_ids for r in region_ids], dtype=bool),
+        n_columns_fitted=per_region["fitted"],
+        n_columns_reused=per_region["reused"],
+        n_rejected=per_region["rejected"],
+        n_band_rows=parts.band_rows_for(region_ids),
+        image_mean=float(image_stats.global_mean),
+        image_rms=float(image_stats.global_rms),
+        parameters=params,
+    )
+    log.debug(
+        "ATM core: %d/%d regions fitted, %d pixels from the model, %d filled",
+        result.n_fitted,
+        region_ids.size,
+        result.n_from_model,
+        result.n_estimated,
+    )
+    return result
