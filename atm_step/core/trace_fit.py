@@ -1,0 +1,522 @@
+"""The spline model (paper section II.3): a robust B-spline fit of the normalised
+along-slice profile for every column of a region, in one compiled pass per region.
+
+How it works, and where it departs from jwst's ``adaptive_trace_model`` step
+----------------------------------------------------------------------------
+- Each column is divided by its sum over the region (the "normalised image").
+- The knots of a region are fixed: ``nknots`` uniform intervals across the region's
+  alpha range. Every pixel's four basis values are computed once. The normal
+  equations of the fit of column ``i`` (all pixels of columns ``i - window .. i +
+  window``) are then *updated* as the window slides, one column in and one out,
+  instead of being rebuilt; they are refreshed from scratch every 128 columns to stop
+  round-off from accumulating. jwst refits ~3000 sorted points per column with scipy.
+- Iterative rejection (points beyond ``sigma_reject`` rms) is warm-started: the
+  rejection flags of the pixels still in the window carry over from the previous
+  column and are re-evaluated against each new fit, so a point can also be
+  re-admitted. A flag change updates the normal equations in place (a rank-one
+  down- or update per point). jwst starts each column from no rejections.
+- The sampling-gap test (paper: reuse the previous column's fit when the largest gap
+  between sampled alpha positions exceeds ``gap_ratio`` knot intervals) uses an
+  occupancy histogram of eight bins per knot interval, maintained with the window.
+- The scale of the normalised model to the column is the weighted mean ratio of
+  II.3. With fewer than ``scale_top`` usable pixels the clip is seeded with those
+  there are (jwst raises IndexError with fewer than five).
+- jwst trims slice edges whose collapsed signal-to-noise ratio is low and error high;
+  in crowded fields this discards most of some slices. Here no pixels are trimmed:
+  edge pixels are fitted like any other and outliers are left to the rejection.
+- Regions are independent and are fitted in parallel threads (Numba ``prange``).
+"""
+
+import logging
+from dataclasses import dataclass
+
+import numba
+import numpy as np
+from numba import prange
+
+from atm_step.core.bspline import accumulate, basis, evaluate, solve_banded
+from atm_step.core.stats import RegionGeometry, region_geometry
+
+__all__ = ["TraceFit", "fit_regions"]
+
+log = logging.getLogger(__name__)
+
+ORDER_CODES = {"ascending": 0, "descending": 1, "outside_in": 2}
+FINE_BINS_PER_KNOT = 8
+REFRESH_EVERY = 128
+
+
+@numba.njit(cache=True, nogil=True)
+def _clipped_mean_std(vals, n):
+    """Mean and std of ``vals[:n]`` after 3-sigma clipping about the median (5 passes),
+    as astropy's sigma_clipped_stats with its defaults."""
+    keep = np.ones(n, dtype=np.bool_)
+    for _ in range(5):
+        m = 0
+        tmp = np.empty(n)
+        for k in range(n):
+            if keep[k]:
+                tmp[m] = vals[k]
+                m += 1
+        if m == 0:
+            break
+        srt = np.sort(tmp[:m])
+        med = srt[m // 2] if m % 2 == 1 else 0.5 * (srt[m // 2 - 1] + srt[m // 2])
+        mean = 0.0
+        for k in range(m):
+            mean += srt[k]
+        mean /= m
+        var = 0.0
+        for k in range(m):
+            var += (srt[k] - mean) ** 2
+        std = np.sqrt(var / m)
+        changed = False
+        for k in range(n):
+            new = abs(vals[k] - med) <= 3.0 * std
+            if new != keep[k]:
+                changed = True
+            keep[k] = new
+        if not changed:
+            break
+    m = 0
+    mean = 0.0
+    for k in range(n):
+        if keep[k]:
+            mean += vals[k]
+            m += 1
+    if m == 0:
+        return np.nan, np.nan
+    mean /= m
+    var = 0.0
+    for k in range(n):
+        if keep[k]:
+            var += (vals[k] - mean) ** 2
+    return mean, np.sqrt(var / m)
+
+
+@numba.njit(cache=True, nogil=True)
+def column_scale(data, model, n, top, clip):
+    """
+    Scale of a normalised model to one column (paper II.3).
+
+    Weights are the model values, zero where the data or model are negative or NaN;
+    the ratios data/model of the ``top`` highest-weight pixels give a sigma-clipped
+    mean and rms, pixels whose ratio lies more than ``clip`` rms from it get zero
+    weight, and the scale is the weighted mean ratio of the rest.
+    """
+    w = np.zeros(n)
+    r = np.zeros(n)
+    nuse = 0
+    for k in range(n):
+        d = data[k]
+        m = model[k]
+        if np.isfinite(d) and np.isfinite(m) and m > 0 and d >= 0:
+            w[k] = m
+            r[k] = d / m
+            nuse += 1
+    if nuse == 0:
+        return np.nan
+    ntop = min(top, nuse)
+    order = np.argsort(-w)
+    seed = np.empty(ntop)
+    for k in range(ntop):
+        seed[k] = r[order[k]]
+    mean, rms = _clipped_mean_std(seed, ntop)
+    if not np.isfinite(mean):
+        return np.nan
+    if not rms > 0:
+        return mean
+    sw = 0.0
+    swr = 0.0
+    for k in range(n):
+        if w[k] > 0 and abs(r[k] - mean) <= clip * rms:
+            sw += w[k]
+            swr += w[k] * r[k]
+    if sw <= 0:
+        return mean
+    return swr / sw
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit_region(
+    flux, alpha, regions, rid, row0, row1, a0, a1, nknots, min_good,
+    window, sigma, max_iter, gap_ratio, order_code, max_reject_fraction, scale_top,
+    scale_sigma, alpha_os, near, j0, j1,
+    out_native, out_norm, out_os, counts,
+):  # fmt: skip
+    nx = flux.shape[1]
+    nr = row1 - row0 + 1
+    ncoef = nknots + 3
+    h = (a1 - a0) / nknots
+    inv_h = 1.0 / h
+    nfine = nknots * FINE_BINS_PER_KNOT + 1
+    binw = h / FINE_BINS_PER_KNOT
+
+    # --- per-pixel quantities, computed once -------------------------------------
+    v = np.full((nr, nx), np.nan)  # normalised values
+    bidx = np.full((nr, nx), -1, dtype=np.int64)
+    bval = np.zeros((nr, nx, 4))
+    fbin = np.zeros((nr, nx), dtype=np.int64)
+    rej = np.zeros((nr, nx), dtype=np.bool_)
+    ngood = np.zeros(nx, dtype=np.int64)
+    clo = np.full(nx, np.inf)
+    chi = np.full(nx, -np.inf)
+    b = np.empty(4)
+    for x in range(nx):
+        s = 0.0
+        for rr in range(nr):
+            y = row0 + rr
+            if regions[y, x] == rid and np.isfinite(flux[y, x]) and np.isfinite(alpha[y, x]):
+                s += flux[y, x]
+                ngood[x] += 1
+        if not s > 0:
+            ngood[x] = 0
+            continue
+        for rr in range(nr):
+            y = row0 + rr
+            if regions[y, x] == rid and np.isfinite(flux[y, x]) and np.isfinite(alpha[y, x]):
+                a = alpha[y, x]
+                v[rr, x] = flux[y, x] / s
+                bidx[rr, x] = basis(a, a0, inv_h, nknots, b)
+                for p in range(4):
+                    bval[rr, x, p] = b[p]
+                fbin[rr, x] = min(max(int((a - a0) / binw), 0), nfine - 1)
+                if a < clo[x]:
+                    clo[x] = a
+                if a > chi[x]:
+                    chi[x] = a
+
+    ata = np.zeros((ncoef, 4))
+    aty = np.zeros(ncoef)
+    chol = np.empty((ncoef, 4))
+    coef = np.zeros(ncoef)
+    prev = np.zeros(ncoef)
+    occ = np.zeros(nfine, dtype=np.int64)
+    resid = np.empty((nr, 2 * window + 1))
+    col_d = np.empty(nr)
+    col_m = np.empty(nr)
+    n_fit = 0
+    n_reuse = 0
+    n_rej = 0
+
+    nsweep = 2 if order_code == 2 else 1
+    for sweep in range(nsweep):
+        if order_code == 0:
+            start, stop, step = 0, nx, 1
+        elif order_code == 1:
+            start, stop, step = nx - 1, -1, -1
+        elif sweep == 0:
+            start, stop, step = 0, nx // 2 + 1, 1
+        else:
+            start, stop, step = nx - 1, nx // 2, -1
+        ata[:, :] = 0.0
+        aty[:] = 0.0
+        occ[:] = 0
+        rej[:, :] = False
+        have_prev = False
+        prev_lo = 0.0
+        prev_hi = 0.0
+        wl = -1
+        wr = -2
+        since_refresh = 0
+        for c in range(start, stop, step):
+            tl = max(c - window, 0)
+            tr = min(c + window, nx - 1)
+            refresh = since_refresh >= REFRESH_EVERY or wl < 0
+            if refresh:
+                ata[:, :] = 0.0
+                aty[:] = 0.0
+                occ[:] = 0
+                for x in range(tl, tr + 1):
+                    for rr in range(nr):
+                        i = bidx[rr, x]
+                        if i >= 0:
+                            occ[fbin[rr, x]] += 1
+                            if not rej[rr, x]:
+                                accumulate(ata, aty, i, bval[rr, x], v[rr, x], 1.0)
+                wl = tl
+                wr = tr
+                since_refresh = 0
+            else:
+                # slide: remove columns that left, add columns that entered
+                for x in range(wl, wr + 1):
+                    if x < tl or x > tr:
+                        for rr in range(nr):
+                            i = bidx[rr, x]
+                            if i >= 0:
+                                occ[fbin[rr, x]] -= 1
+                                if not rej[rr, x]:
+                                    accumulate(ata, aty, i, bval[rr, x], v[rr, x], -1.0)
+                for x in range(tl, tr + 1):
+                    if x < wl or x > wr:
+                        for rr in range(nr):
+                            i = bidx[rr, x]
+                            if i >= 0:
+                                rej[rr, x] = False
+                                occ[fbin[rr, x]] += 1
+                                accumulate(ata, aty, i, bval[rr, x], v[rr, x], 1.0)
+                wl = tl
+                wr = tr
+                since_refresh += 1
+
+            if ngood[c] <= min_good:
+                continue
+
+            # alpha range sampled in the window, and its largest sampling gap
+            lo = np.inf
+            hi = -np.inf
+            npts = 0
+            for x in range(wl, wr + 1):
+                if ngood[x] > 0:
+                    lo = min(lo, clo[x])
+                    hi = max(hi, chi[x])
+            blo = min(max(int((lo - a0) / binw), 0), nfine - 1)
+            bhi = min(max(int((hi - a0) / binw), 0), nfine - 1)
+            run = 0
+            longest = 0
+            for k in range(blo, bhi + 1):
+                npts += occ[k]
+                if occ[k] == 0:
+                    run += 1
+                    if run > longest:
+                        longest = run
+                else:
+                    run = 0
+            gap = (longest + 1) * binw if longest > 0 else 0.0
+
+            fitted = False
+            if gap <= gap_ratio * h and npts > ncoef:
+                ok = solve_banded(ata, aty, chol, coef)
+                for _ in range(max_iter - 1):
+                    if not ok:
+                        break
+                    # residuals of every window point against the current fit
+                    ss = 0.0
+                    sr = 0.0
+                    nacc = 0
+                    for x in range(wl, wr + 1):
+                        for rr in range(nr):
+                            i = bidx[rr, x]
+                            if i < 0:
+                                continue
+                            f = (coef[i] * bval[rr, x, 0] + coef[i + 1] * bval[rr, x, 1]
+                                 + coef[i + 2] * bval[rr, x, 2] + coef[i + 3] * bval[rr, x, 3])
+                            d = v[rr, x] - f
+                            resid[rr, x - wl] = d
+                            if not rej[rr, x]:
+                                sr += d
+                                ss += d * d
+                                nacc += 1
+                    if nacc < 2:
+                        break
+                    mean = sr / nacc
+                    rms = np.sqrt(max(ss / nacc - mean * mean, 0.0))
+                    limit = sigma * rms
+                    nnew = 0
+                    for x in range(wl, wr + 1):
+                        for rr in range(nr):
+                            if bidx[rr, x] >= 0 and abs(resid[rr, x - wl]) > limit:
+                                nnew += 1
+                    if nnew > max_reject_fraction * npts:
+                        break  # too many outliers: keep the current fit
+                    changed = 0
+                    for x in range(wl, wr + 1):
+                        for rr in range(nr):
+                            i = bidx[rr, x]
+                            if i < 0:
+                                continue
+                            bad = abs(resid[rr, x - wl]) > limit
+                            if bad != rej[rr, x]:
+                                accumulate(ata, aty, i, bval[rr, x], v[rr, x],
+                                           -1.0 if bad else 1.0)
+                                rej[rr, x] = bad
+                                changed += 1
+                    if changed == 0:
+                        break
+                    ok = solve_banded(ata, aty, chol, coef)
+                    if not ok:
+                        # undo is not needed: the next column refreshes from flags
+                        break
+                fitted = ok
+            if fitted:
+                n_fit += 1
+                for x in range(wl, wr + 1):
+                    for rr in range(nr):
+                        if bidx[rr, x] >= 0 and rej[rr, x]:
+                            n_rej += 1
+                prev[:] = coef
+                prev_lo = lo
+                prev_hi = hi
+                have_prev = True
+            elif have_prev:
+                n_reuse += 1
+                coef[:] = prev
+                lo = prev_lo
+                hi = prev_hi
+            else:
+                continue
+
+            # scale the normalised model to this column (II.3) and evaluate it
+            n = 0
+            for rr in range(nr):
+                y = row0 + rr
+                a = alpha[y, c]
+                if regions[y, c] == rid and np.isfinite(a) and lo <= a <= hi:
+                    m = evaluate(a, a0, inv_h, nknots, coef, b)
+                    out_norm[y, c] = m
+                    col_d[n] = flux[y, c]
+                    col_m[n] = m
+                    n += 1
+            scale = column_scale(col_d, col_m, n, scale_top, scale_sigma)
+            if not np.isfinite(scale):
+                continue
+            for rr in range(nr):
+                y = row0 + rr
+                if np.isfinite(out_norm[y, c]) and regions[y, c] == rid:
+                    out_native[y, c] = scale * out_norm[y, c]
+            for j in range(j0, j1):
+                if regions[near[j], c] != rid:
+                    continue
+                a = alpha_os[j, c]
+                if np.isfinite(a) and lo <= a <= hi:
+                    out_os[j, c] = scale * evaluate(a, a0, inv_h, nknots, coef, b)
+    counts[0] = n_fit
+    counts[1] = n_reuse
+    counts[2] = n_rej
+
+
+@numba.njit(cache=True, parallel=True)
+def _fit_all(
+    flux, alpha, regions, rids, row0, row1, a0, a1, nknots, min_good,
+    window, sigma, max_iter, gap_ratio, order_code, max_reject_fraction, scale_top,
+    scale_sigma, alpha_os, near, j0, j1, out_native, out_norm, out_os, counts,
+):  # fmt: skip
+    for k in prange(rids.shape[0]):
+        _fit_region(
+            flux, alpha, regions, rids[k], row0[k], row1[k], a0[k], a1[k], nknots[k],
+            min_good[k], window, sigma, max_iter, gap_ratio, order_code,
+            max_reject_fraction, scale_top, scale_sigma, alpha_os, near, j0[k], j1[k],
+            out_native, out_norm, out_os, counts[k],
+        )  # fmt: skip
+
+
+@dataclass
+class TraceFit:
+    """
+    Spline models of the fitted regions.
+
+    Attributes
+    ----------
+    spline_native : ndarray of float64, shape (ny, nx)
+        Scaled spline model at the native pixels (NaN where there is none).
+    model_native : ndarray of float64, shape (ny, nx)
+        Normalised (unscaled) spline model at the native pixels.
+    spline_os : ndarray of float64, shape (ny_os, nx)
+        Scaled spline model at the oversampled pixels.
+    geometry : RegionGeometry
+        Extent of the fitted regions.
+    nknots : ndarray of int64
+        Knot intervals used per fitted region.
+    counts : ndarray of int64, shape (nreg, 3)
+        Per fitted region: columns fitted, columns reusing a previous fit, rejections.
+    """
+
+    spline_native: np.ndarray
+    model_native: np.ndarray
+    spline_os: np.ndarray
+    geometry: RegionGeometry
+    nknots: np.ndarray
+    counts: np.ndarray
+
+    def per_region_counts(self, all_ids):
+        """Diagnostics aligned to ``all_ids`` (zeros for regions not fitted)."""
+        out = {k: np.zeros(len(all_ids), dtype=np.int64) for k in ("fitted", "reused", "rejected")}
+        pos = {int(r): k for k, r in enumerate(np.asarray(all_ids).tolist())}
+        for k, rid in enumerate(self.geometry.ids.tolist()):
+            i = pos[int(rid)]
+            out["fitted"][i], out["reused"][i], out["rejected"][i] = self.counts[k]
+        return out
+
+
+def _set_threads(maximum_cores):
+    n = max(1, min(int(maximum_cores), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(n)
+    return n
+
+
+def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, maximum_cores=1):
+    """
+    Fit the spline model of every column of the given regions (paper II.3).
+
+    Parameters
+    ----------
+    flux : ndarray of float64, shape (ny, nx)
+        Image (negative offset removed), dispersion along x.
+    alpha : ndarray of float64, shape (ny, nx)
+        Along-slice coordinate, NaN outside regions.
+    regions : ndarray of int64, shape (ny, nx)
+        Region map.
+    ids : ndarray of int64, shape (nreg,)
+        Regions to fit.
+    alpha_os : ndarray of float64, shape (ny_os, nx)
+        Along-slice coordinate of the oversampled pixels.
+    near : ndarray of int64, shape (ny_os,)
+        Nearest native row of each oversampled row (non-decreasing).
+    params : FitParameters
+        Fit tuning.
+    maximum_cores : int, optional
+        Threads for fitting regions in parallel.
+
+    Returns
+    -------
+    TraceFit
+    """
+    ny, nx = flux.shape
+    ids = np.asarray(ids, dtype=np.int64)
+    spline_native = np.full((ny, nx), np.nan)
+    model_native = np.full((ny, nx), np.nan)
+    spline_os = np.full(alpha_os.shape, np.nan)
+    geom = region_geometry(regions, alpha, ids) if ids.size else None
+    if ids.size == 0:
+        empty = region_geometry(regions, alpha, np.zeros(0, dtype=np.int64))
+        return TraceFit(spline_native, model_native, spline_os, empty,
+                        np.zeros(0, np.int64), np.zeros((0, 3), np.int64))
+
+    usable = np.isfinite(geom.dalpha) & (geom.alpha_max > geom.alpha_min)
+    if not usable.all():
+        log.warning("Regions %s have no usable alpha range; not fitted", ids[~usable].tolist())
+        ids = ids[usable]
+        geom = region_geometry(regions, alpha, ids)
+    n_rows = (geom.alpha_max - geom.alpha_min) / geom.dalpha
+    if params.nknots is not None:
+        nknots = np.full(ids.size, params.nknots, dtype=np.int64)
+    else:
+        nknots = np.maximum(4, np.round(params.knots_per_row * n_rows)).astype(np.int64)
+    if params.min_good is not None:
+        min_good = np.full(ids.size, params.min_good, dtype=np.int64)
+    else:
+        min_good = np.floor(0.5 * n_rows).astype(np.int64)
+    j0 = np.searchsorted(near, geom.row0, side="left").astype(np.int64)
+    j1 = np.searchsorted(near, geom.row1, side="right").astype(np.int64)
+    counts = np.zeros((ids.size, 3), dtype=np.int64)
+
+    threads = _set_threads(maximum_cores)
+    log.info("Fitting spline models for %d regions on %d thread(s)", ids.size, threads)
+    _fit_all(
+        np.ascontiguousarray(flux, dtype=np.float64),
+        np.ascontiguousarray(alpha, dtype=np.float64),
+        np.ascontiguousarray(regions, dtype=np.int64),
+        ids, geom.row0, geom.row1, geom.alpha_min, geom.alpha_max, nknots, min_good,
+        int(params.window), float(params.sigma_reject), int(params.max_iter),
+        float(params.gap_ratio), ORDER_CODES[params.column_order],
+        float(params.max_reject_fraction), int(params.scale_top), float(params.scale_sigma),
+        np.ascontiguousarray(alpha_os, dtype=np.float64),
+        np.ascontiguousarray(near, dtype=np.int64), j0, j1,
+        spline_native, model_native, spline_os, counts,
+    )  # fmt: skip
+    for k, rid in enumerate(ids.tolist()):
+        log.debug(
+            "Region %d: %d columns fitted, %d reused a previous fit, %d rejections",
+            rid, *counts[k],
+        )
+    return TraceFit(spline_native, model_native, spline_os, geom, nknots, counts)
