@@ -1,0 +1,123 @@
+"""Observing-mode adapters: datamodel <-> arrays for the ATM core.
+
+:func:`adapters_for` picks the adapter(s) for a datamodel:
+
+==========================  ===================================  ==========================
+datamodel                   exposure                              adapter
+==========================  ===================================  ==========================
+IFUImageModel               NIRSpec (detector NRS1/NRS2)          `NIRSpecIFUAdapter`
+IFUImageModel               MIRI (MIR_MRS)                        `MIRIMRSAdapter`
+SlitModel                   NIRSpec FS, BOTS, MOS                 `NIRSpecSlitAdapter`
+MultiSlitModel              NIRSpec FS, MOS                       one `NIRSpecSlitAdapter`
+                                                                  per slit
+==========================  ===================================  ==========================
+
+Everything else raises `UnsupportedModelError` with the reason.
+"""
+
+from atm_step.modes.base import CoreInputs, ModeAdapter, UnsupportedModelError
+
+__all__ = ["CoreInputs", "ModeAdapter", "UnsupportedModelError", "adapters_for", "check_model"]
+
+
+def _has_wcs(model):
+    try:
+        return model.meta.wcs is not None
+    except AttributeError:
+        return False
+
+
+def check_model(model, oversample):
+    """
+    Raise `UnsupportedModelError` if ATM cannot process ``model``.
+
+    Parameters
+    ----------
+    model : JwstDataModel
+        The input datamodel.
+    oversample : float
+        The requested oversampling factor.
+
+    Raises
+    ------
+    UnsupportedModelError
+        For a model type other than IFUImageModel, SlitModel or MultiSlitModel, an
+        instrument other than NIRSpec or MIRI MRS, a model (or slit) without a WCS,
+        or a multi-integration (TSO) model with ``oversample != 1``.
+    """
+    from stdatamodels.jwst import datamodels
+
+    name = model.meta.filename
+    exp_type = str(model.meta.exposure.type)
+    detector = str(model.meta.instrument.detector).upper()
+    if not isinstance(
+        model, (datamodels.IFUImageModel, datamodels.SlitModel, datamodels.MultiSlitModel)
+    ):
+        msg = (
+            f"{name}: adaptive trace modelling needs a spectral IFUImageModel, SlitModel or "
+            f"MultiSlitModel; got {type(model).__name__} (EXP_TYPE={exp_type})"
+        )
+        if "MIR_LRS" in exp_type:
+            msg += "; MIRI LRS needs cal files in SlitModel form (jwst >= 2.0)"
+        raise UnsupportedModelError(msg)
+    if detector.startswith("NRS"):
+        pass
+    elif detector.startswith("MIR") and isinstance(model, datamodels.IFUImageModel):
+        pass
+    else:
+        raise UnsupportedModelError(
+            f"{name}: no ATM adapter for {type(model).__name__} with detector {detector} "
+            f"(EXP_TYPE={exp_type}); supported: NIRSpec IFU, FS, MOS and MIRI MRS"
+        )
+    if isinstance(model, datamodels.MultiSlitModel):
+        if len(model.slits) == 0:
+            raise UnsupportedModelError(f"{name}: MultiSlitModel holds no slits")
+        units = [(s, s) for s in model.slits]
+    else:
+        units = [(model, model)]
+    for unit, _ in units:
+        label = getattr(unit, "name", None) or name
+        if not _has_wcs(unit):
+            raise UnsupportedModelError(
+                f"{name}: {'slit ' + str(label) + ' has' if unit is not model else 'model has'}"
+                " no WCS (meta.wcs); run assign_wcs first"
+            )
+        if unit.data is None or unit.data.ndim not in (2, 3):
+            raise UnsupportedModelError(f"{name}: data must be a 2-D image or a 3-D stack")
+        if unit.data.ndim == 3 and float(oversample) != 1.0:
+            raise UnsupportedModelError(
+                f"{name}: oversampling (oversample={oversample}) is not supported for "
+                f"multi-integration (TSO) data of shape {unit.data.shape}; use oversample=1 "
+                "to attach a trace model only"
+            )
+
+
+def adapters_for(model):
+    """
+    Adapters for every image in ``model`` (one, or one per slit).
+
+    Parameters
+    ----------
+    model : IFUImageModel, SlitModel or MultiSlitModel
+        A model that passed :func:`check_model`.
+
+    Returns
+    -------
+    list of ModeAdapter
+    """
+    from stdatamodels.jwst import datamodels
+
+    detector = str(model.meta.instrument.detector).upper()
+    if isinstance(model, datamodels.IFUImageModel):
+        if detector.startswith("NRS"):
+            from atm_step.modes.nirspec_ifu import NIRSpecIFUAdapter
+
+            return [NIRSpecIFUAdapter(model)]
+        from atm_step.modes.miri_mrs import MIRIMRSAdapter
+
+        return [MIRIMRSAdapter(model)]
+    from atm_step.modes.nirspec_slit import NIRSpecSlitAdapter
+
+    if isinstance(model, datamodels.MultiSlitModel):
+        return [NIRSpecSlitAdapter(slit, meta_model=model) for slit in model.slits]
+    return [NIRSpecSlitAdapter(model)]

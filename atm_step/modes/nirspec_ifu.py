@@ -1,0 +1,118 @@
+"""NIRSpec IFU adapter (IFUImageModel, ``NRS_IFU``).
+
+The 30 slices are the regions, numbered 1..30 as in the model's ``regions`` array
+(written by jwst's ``assign_wcs``). The along-slice coordinate is the ``slicer``
+frame y of each slice's WCS (`jwst.assign_wcs.nirspec.nrs_ifu_wcs`), negated so that
+it increases with detector row; the wavelength of an oversampled pixel comes from
+the same transform (metres, converted to um). Dispersion runs along detector x.
+
+Both forms of NIRSpec IFU WCS that jwst 3.0 writes are accepted through
+``nrs_ifu_wcs``: the coordinate-based one (``coordinates -> detector -> slicer ...``,
+the default) and the slice-based one.
+"""
+
+import logging
+
+import numpy as np
+
+from atm_step.core import FitParameters
+from atm_step.modes.base import ModeAdapter, _map_bbox
+
+__all__ = ["NIRSpecIFUAdapter"]
+
+log = logging.getLogger(__name__)
+
+#: Number of NIRSpec IFU slices.
+N_SLICES = 30
+
+
+class NIRSpecIFUAdapter(ModeAdapter):
+    """
+    Adapter for NIRSpec IFU IFUImageModels.
+
+    Parameters
+    ----------
+    model : IFUImageModel
+        NIRSpec IFU model with an assigned WCS and a ``regions`` slice map.
+    """
+
+    mode = "NRS_IFU"
+    transposed = False
+    pad = 2
+    writes_regions = True
+
+    def __init__(self, model, meta_model=None):
+        from jwst.assign_wcs.nirspec import nrs_ifu_wcs
+
+        super().__init__(model, meta_model)
+        self.slice_wcs = nrs_ifu_wcs(model)
+
+    def _slice_coords(self, slice_wcs, x, y):
+        frame = slice_wcs.available_frames[0]
+        _, ys, lam = slice_wcs.transform(frame, "slicer", x, y)
+        return -np.asarray(ys, dtype=np.float64), np.asarray(lam, dtype=np.float64) * 1e6
+
+    def _evaluate(self, x, y):
+        alpha = np.full(x.shape, np.nan)
+        wave = np.full(x.shape, np.nan)
+        for slice_wcs in self.slice_wcs:
+            bbox = slice_wcs.bounding_box
+            if bbox is None:
+                continue
+            (x0, x1), (y0, y1) = bbox.bounding_box(order="F") if hasattr(
+                bbox, "bounding_box"
+            ) else bbox
+            inside = (x >= x0) & (x <= x1) & (y >= y0) & (y <= y1)
+            if not inside.any():
+                continue
+            a, w = self._slice_coords(slice_wcs, x[inside], y[inside])
+            alpha[inside] = a
+            wave[inside] = w
+        return alpha, wave
+
+    def native_alpha(self):
+        ny, nx = self.native_shape
+        y, x = np.mgrid[:ny, :nx].astype(np.float64)
+        alpha, _ = self._evaluate(x, y)
+        return alpha
+
+    def region_map(self, alpha):
+        regions = getattr(self.model, "regions", None)
+        if regions is None or np.shape(regions) != self.native_shape:
+            raise ValueError(
+                f"{self.name}: NIRSpec IFU model has no slice map ('regions' extension) "
+                f"matching the image shape {self.native_shape}; run assign_wcs first"
+            )
+        regions = np.asarray(regions, dtype=np.int32)
+        return np.where(np.isfinite(alpha), regions, 0).astype(np.int32)
+
+    def world_at(self, x, y):
+        return self._evaluate(x, y)
+
+    def parameters(self):
+        return FitParameters.nirspec_ifu(self.meta.instrument.detector)
+
+    def _update_extra_bboxes(self, new_wcs, map_pixels):
+        """
+        Carry the per-slice bounding boxes held by the ``detector -> slicer`` selector
+        (read by `nrs_wcs_set_input`) to the oversampled pixel frame.
+        """
+        if len(new_wcs.pipeline) < 2:
+            return
+        selector = getattr(new_wcs.pipeline[1].transform, "selector", None)
+        if selector is None:
+            return
+        import copy
+
+        selector = copy.deepcopy(selector)
+        for key, transform in selector.items():
+            try:
+                bbox = transform.bounding_box
+            except NotImplementedError:
+                continue
+            (x0, x1), (y0, y1) = bbox.bounding_box(order="F")
+            transform.bounding_box = None
+            from astropy.modeling import bind_bounding_box
+
+            bind_bounding_box(transform, _map_bbox(((x0, x1), (y0, y1)), map_pixels), order="F")
+        new_wcs.pipeline[1].transform.selector = selector

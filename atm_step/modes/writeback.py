@@ -1,0 +1,144 @@
+"""Write an `ATMResult` back into a datamodel, the same way for every mode.
+
+With ``N == 1`` only the ``trace_model`` image is attached; the science arrays are
+left as they were (jwst's contract). With ``N > 1``:
+
+- SCI, ERR and the variances are replaced by the core's oversampled images; for
+  flux-density units (e.g. MJy) they are divided by ``N`` (variances by ``N**2``) so
+  that flux is conserved; surface brightness (MJy/sr) is left as it is;
+- DQ is taken from the nearest native pixel; where the model filled a bad pixel,
+  DO_NOT_USE is cleared and FLUX_ESTIMATED set;
+- WAVELENGTH is evaluated from the WCS at the oversampled pixels; the region map
+  (IFU models) is carried from the nearest native pixel;
+- the WCS gains a leading ``coordinates`` frame mapping oversampled pixels back to
+  native detector pixels;
+- PIXAR_SR and PIXAR_A2 are divided by ``N``;
+- per-pixel correction arrays that no longer match (area, bar shadow, flat, path
+  loss, photom, zero frame) are dropped;
+- NaN and DO_NOT_USE are made consistent across SCI, ERR, variances and DQ.
+"""
+
+import logging
+
+import numpy as np
+from stcal.resample.utils import is_flux_density
+from stdatamodels.jwst.datamodels import dqflags
+
+__all__ = ["apply_result", "intermediate_images", "DROPPED_ARRAYS"]
+
+log = logging.getLogger(__name__)
+
+#: Per-pixel arrays removed from an oversampled model (their pixels no longer exist).
+DROPPED_ARRAYS = (
+    "area",
+    "barshadow",
+    "flatfield_point",
+    "flatfield_uniform",
+    "pathloss_point",
+    "pathloss_uniform",
+    "photom_point",
+    "photom_uniform",
+    "zeroframe",
+)
+
+_DNU = dqflags.pixel["DO_NOT_USE"]
+_EST = dqflags.pixel["FLUX_ESTIMATED"]
+
+
+def _f32(arr):
+    return None if arr is None else np.asarray(arr, dtype=np.float32)
+
+
+def flux_scale(model_meta, oversample):
+    """Factor applied to flux-like images: ``1/N`` for flux densities, else 1."""
+    if oversample != 1 and is_flux_density(model_meta.bunit_data):
+        return 1.0 / float(oversample)
+    return 1.0
+
+
+def intermediate_images(adapter, result):
+    """
+    The four intermediate images in detector orientation and output units.
+
+    Parameters
+    ----------
+    adapter : ModeAdapter
+        The adapter that produced the core inputs.
+    result : ATMResult
+        The core's result.
+
+    Returns
+    -------
+    dict of str to ndarray or None
+        ``spline_full``, ``spline_used``, ``linear_interp`` and ``spline_residual``;
+        the last two are None when ``oversample == 1`` (as in jwst).
+    """
+    scale = flux_scale(adapter.meta, result.oversample)
+    out = {
+        "spline_full": adapter.from_core(result.spline) * scale,
+        "spline_used": adapter.from_core(result.trace) * scale,
+        "linear_interp": None,
+        "spline_residual": None,
+    }
+    if result.oversample != 1:
+        out["linear_interp"] = adapter.from_core(result.linear) * scale
+        out["spline_residual"] = adapter.from_core(result.residual) * scale
+    return out
+
+
+def apply_result(adapter, result):
+    """
+    Update ``adapter.model`` in place from the core's result.
+
+    Parameters
+    ----------
+    adapter : ModeAdapter
+        Adapter wrapping the model (or slit) to update.
+    result : ATMResult
+        Result of `atm_step.core.adaptive_trace_model` on ``adapter.core_inputs``.
+
+    Returns
+    -------
+    int
+        Number of oversampled pixels newly flagged FLUX_ESTIMATED.
+    """
+    from jwst.lib.pipe_utils import match_nans_and_flags
+
+    model = adapter.model
+    n = float(result.oversample)
+    scale = flux_scale(adapter.meta, n)
+    model.trace_model = _f32(adapter.from_core(result.trace) * scale)
+    if n == 1:
+        return 0
+
+    near = result.near_row
+    dq_c = adapter.to_core(model.dq)[near, :].astype(np.uint32)
+    flux_c = result.flux
+    estimated = result.estimated | (np.isfinite(flux_c) & ((dq_c & _DNU) > 0))
+    dq_c[estimated] &= ~np.uint32(_DNU)
+    dq_c[estimated] |= np.uint32(_EST)
+
+    model.data = _f32(adapter.from_core(flux_c) * scale)
+    model.dq = adapter.from_core(dq_c)
+    if result.err is not None:
+        model.err = _f32(adapter.from_core(result.err) * scale)
+    for name, var in result.variances.items():
+        setattr(model, name, _f32(adapter.from_core(var) * scale**2))
+    model.wavelength = _f32(adapter.oversampled_wavelength(n))
+    if adapter.writes_regions and model.hasattr("regions") and model.regions is not None:
+        model.regions = adapter.from_core(adapter.to_core(model.regions)[near, :]).astype(np.int32)
+
+    adapter.update_wcs(n)
+
+    phot = adapter.model.meta.photometry
+    if phot.pixelarea_steradians is not None:
+        phot.pixelarea_steradians = phot.pixelarea_steradians / n
+    if phot.pixelarea_arcsecsq is not None:
+        phot.pixelarea_arcsecsq = phot.pixelarea_arcsecsq / n
+
+    for name in DROPPED_ARRAYS:
+        if model.hasattr(name):
+            setattr(model, name, None)
+
+    match_nans_and_flags(model)
+    return int(np.count_nonzero(estimated))

@@ -1,0 +1,37 @@
+"""jwst's Spec2 and Spec3 pipelines with atm-step in the ``adaptive_trace_model`` slot.
+
+Registered as ``calwebb_spec2_atm`` and ``calwebb_spec3_atm``. As in jwst, the slot
+is skipped by default inside the pipelines; switch it on with
+``--steps.adaptive_trace_model.skip=false``::
+
+    strun calwebb_spec3_atm asn.json --steps.adaptive_trace_model.skip=false \\
+        --steps.adaptive_trace_model.oversample=3
+"""
+
+from jwst.pipeline import Spec2Pipeline, Spec3Pipeline
+
+from atm_step.step import AdaptiveTraceModelStep
+
+__all__ = ["PipelineAdaptiveTraceModelStep", "Spec2PipelineATM", "Spec3PipelineATM"]
+
+
+class PipelineAdaptiveTraceModelStep(AdaptiveTraceModelStep):
+    """`AdaptiveTraceModelStep` skipped by default, as jwst's step is inside pipelines."""
+
+    spec = AdaptiveTraceModelStep.spec.replace(
+        "skip = boolean(default=False)", "skip = boolean(default=True)"
+    )
+
+
+class Spec2PipelineATM(Spec2Pipeline):
+    """jwst's `~jwst.pipeline.Spec2Pipeline` using atm-step for adaptive trace modelling."""
+
+    class_alias = "calwebb_spec2_atm"
+    step_defs = {**Spec2Pipeline.step_defs, "adaptive_trace_model": PipelineAdaptiveTraceModelStep}
+
+
+class Spec3PipelineATM(Spec3Pipeline):
+    """jwst's `~jwst.pipeline.Spec3Pipeline` using atm-step for adaptive trace modelling."""
+
+    class_alias = "calwebb_spec3_atm"
+    step_defs = {**Spec3Pipeline.step_defs, "adaptive_trace_model": PipelineAdaptiveTraceModelStep}

@@ -1,0 +1,232 @@
+"""The stpipe Step: a drop-in replacement for jwst's ``adaptive_trace_model`` step."""
+
+import logging
+import os
+import time
+
+import numpy as np
+from stcal.multiprocessing import compute_num_cores
+from stdatamodels.jwst import datamodels
+
+from jwst.datamodels import ModelContainer
+from jwst.stpipe import Step
+
+__all__ = ["AdaptiveTraceModelStep"]
+
+log = logging.getLogger(__name__)
+
+#: Suffixes of the intermediate products, as jwst writes them.
+INTERMEDIATE_SUFFIXES = {
+    "spline_full": "full spline model",
+    "spline_used": "spline model used for compact sources",
+    "linear_interp": "linearly interpolated data",
+    "spline_residual": "spline residuals",
+}
+
+
+class AdaptiveTraceModelStep(Step):
+    """
+    Fit adaptive trace models to spectral images and optionally oversample them.
+
+    Accepts the same parameters as jwst 3.0's ``adaptive_trace_model`` step, with the
+    same meanings and defaults, except that ``skip`` defaults to False. The extra
+    tuning parameters (``nknots``, ``window``, ``pad``, ``sigma_reject``,
+    ``max_iter``, ``gap_ratio``) default to None, meaning the observing mode's preset
+    (`atm_step.core.FitParameters`).
+
+    Supported inputs: NIRSpec IFU and MIRI MRS ``IFUImageModel``; NIRSpec fixed-slit
+    and MOS ``SlitModel`` and ``MultiSlitModel``; a file name of any of these, an
+    association, or a ``ModelContainer`` (each model is processed separately). Any
+    other model (imaging, a model without a WCS, a multi-integration cube with
+    ``oversample != 1``) is returned unchanged with ``S_TRCMOD = 'FAILED'`` and an
+    error message naming the file and the reason.
+
+    Notes
+    -----
+    Source: D. R. Law et al., "Mitigating Resampling Artifacts for the JWST IFU
+    Spectrometers with Adaptive Trace Modeling". The datamodel contract (extensions,
+    keywords, WCS frames, DQ flags) is that of jwst 3.0's step; see
+    ``docs/modes.md``.
+    """
+
+    class_alias = "adaptive_trace_model"
+
+    spec = """
+    fit_threshold = float(default=10.0) # Limiting sigma for fitting splines; <= 0 fits every region
+    oversample = float(default=1.0) # Oversample the data along the slice by this factor (>= 1)
+    slope_limit = float(default=0.1) # Normalised-slope limit for using splines when oversampling
+    psf_optimal = boolean(default=False) # Isolated point source: fit and use splines everywhere, no residual
+    save_intermediate_results = boolean(default=False) # Save spline, used spline, linear and residual images
+    skip = boolean(default=False) # Skip the step (False: runs by default, unlike jwst's step)
+    output_use_model = boolean(default=True) # Use input filenames in the output models
+    maximum_cores = string(default='none') # Cores for fitting: an integer, 'none', 'quarter', 'half' or 'all'
+    nknots = integer(default=None) # Spline knot intervals across a slice (None: mode preset)
+    window = integer(default=None) # Half-width of the column window of each fit (None: preset)
+    pad = integer(default=None) # Padding of the compact-source band, native pixels (None: preset)
+    sigma_reject = float(default=None) # Rejection threshold of the spline fit, in rms (None: preset)
+    max_iter = integer(default=None) # Fit-and-reject passes per column (None: preset)
+    gap_ratio = float(default=None) # Largest sampling gap, in knot intervals, before reusing a fit
+    """  # noqa: E501
+
+    def process(self, input_data):
+        """
+        Fit trace models to every model of the input and oversample if asked.
+
+        Parameters
+        ----------
+        input_data : str, IFUImageModel, SlitModel, MultiSlitModel or ModelContainer
+            File name, association file name, datamodel or container.
+
+        Returns
+        -------
+        IFUImageModel, SlitModel, MultiSlitModel or ModelContainer
+            A copy of the input (the input is never modified), updated with a
+            ``trace_model`` image and, for ``oversample > 1``, oversampled arrays and
+            WCS. ``meta.cal_step.adaptive_trace_model`` is 'COMPLETE' or 'FAILED'.
+
+        Raises
+        ------
+        ValueError
+            If ``oversample < 1``.
+        """
+        if not np.isfinite(self.oversample) or self.oversample < 1:
+            raise ValueError(f"oversample must be a finite factor >= 1; got {self.oversample}")
+        output = self.prepare_output(input_data)
+        models = output if isinstance(output, ModelContainer) else [output]
+        self.add_asn_id_to_output_name(models)
+        for model in models:
+            self._process_model(model)
+        return output
+
+    # ------------------------------------------------------------------
+    def _tuning(self):
+        names = ("nknots", "window", "sigma_reject", "max_iter", "gap_ratio")
+        return {k: getattr(self, k) for k in names if getattr(self, k, None) is not None}
+
+    def _n_cores(self, n_regions):
+        value = str(self.maximum_cores).strip().lower()
+        try:
+            return max(1, compute_num_cores(value, max(n_regions, 1), os.cpu_count() or 1))
+        except (AttributeError, ValueError):
+            log.warning("maximum_cores=%r not understood; using 1 core", self.maximum_cores)
+            return 1
+
+    def _process_model(self, model):
+        """Process one datamodel in place; sets S_TRCMOD."""
+        from atm_step.modes import UnsupportedModelError, adapters_for, check_model
+
+        name = model.meta.filename
+        log.info("Fitting trace model for %s", name)
+        try:
+            check_model(model, self.oversample)
+            adapters = adapters_for(model)
+        except UnsupportedModelError as exc:
+            log.error("%s", exc)
+            log.warning("No trace model will be attempted.")
+            model.meta.cal_step.adaptive_trace_model = "FAILED"
+            return
+
+        t0 = time.perf_counter()
+        intermediates = []
+        totals = {"regions": 0, "fitted": 0, "from_model": 0, "estimated": 0}
+        for adapter in adapters:
+            result, images = self._process_one(adapter)
+            intermediates.append((adapter, images))
+            totals["regions"] += int(result.region_ids.size)
+            totals["fitted"] += result.n_fitted
+            totals["from_model"] += result.n_from_model
+            totals["estimated"] += result.n_estimated
+        model.meta.cal_step.adaptive_trace_model = "COMPLETE"
+        log.info(
+            "%s: %s, N=%g: %d/%d regions fitted, %d pixels from the model, "
+            "%d bad pixels filled, %.2f s",
+            name,
+            adapters[0].mode,
+            self.oversample,
+            totals["fitted"],
+            totals["regions"],
+            totals["from_model"],
+            totals["estimated"],
+            time.perf_counter() - t0,
+        )
+        if self.save_intermediate_results:
+            self._save_intermediate(model, intermediates)
+
+    def _process_one(self, adapter):
+        """Run the core on one image (IFU exposure or one slit) and write back."""
+        from atm_step.core import adaptive_trace_model
+        from atm_step.modes.writeback import apply_result, intermediate_images
+
+        label = adapter.name
+        if getattr(adapter.model, "name", None):
+            log.info("Working on slit %s", adapter.model.name)
+        inputs = adapter.core_inputs(self.oversample)
+        n_regions = int(np.unique(inputs.regions[inputs.regions > 0]).size)
+        result = adaptive_trace_model(
+            inputs.flux,
+            inputs.alpha,
+            inputs.regions,
+            err=inputs.err,
+            variances=inputs.variances,
+            oversample=self.oversample,
+            fit_threshold=self.fit_threshold,
+            slope_limit=self.slope_limit,
+            pad=self.pad if self.pad is not None else inputs.pad,
+            psf_optimal=self.psf_optimal,
+            alpha_os=inputs.alpha_os,
+            channel_groups=inputs.channel_groups,
+            parameters=inputs.parameters,
+            maximum_cores=self._n_cores(n_regions),
+            **self._tuning(),
+        )
+        for i, rid in enumerate(result.region_ids):
+            log.info(
+                "  %s region %d: %s, %d columns fitted, %d reused, band %.1f rows",
+                label,
+                rid,
+                "fitted" if result.fitted[i] else "below threshold",
+                result.n_columns_fitted[i],
+                result.n_columns_reused[i],
+                result.n_band_rows[i],
+            )
+        images = intermediate_images(adapter, result) if self.save_intermediate_results else None
+        apply_result(adapter, result)
+        return result, images
+
+    def _save_intermediate(self, model, intermediates):
+        """Write the intermediate images with jwst's suffixes."""
+        basepath = model.meta.filename
+        for suffix, what in INTERMEDIATE_SUFFIXES.items():
+            if intermediates[0][1][suffix] is None:
+                log.info("No %s to save for oversample=%g", what, self.oversample)
+                continue
+            if isinstance(model, datamodels.MultiSlitModel):
+                out = datamodels.MultiSlitModel()
+                out.update(model, only="PRIMARY")
+                for adapter, images in intermediates:
+                    slit = datamodels.SlitModel(data=images[suffix].astype(np.float32))
+                    _copy_slit_attrs(adapter.model, slit)
+                    slit.dq = None
+                    slit.err = None
+                    out.slits.append(slit)
+            else:
+                cls = type(model)
+                out = cls(data=intermediates[0][1][suffix].astype(np.float32))
+                out.update(model)
+                out.meta.wcs = model.meta.wcs
+                out.dq = None
+                out.err = None
+                out.meta.bunit_err = None
+            path = self.make_output_path(basepath=basepath, suffix=suffix)
+            out.save(path)
+            out.close()
+            log.info("Saved %s in %s", what, path)
+
+
+def _copy_slit_attrs(slit, target):
+    """Copy the slit identification attributes and WCS to an intermediate slit."""
+    for attr in ("name", "source_id", "slitlet_id", "xstart", "ystart", "xsize", "ysize"):
+        value = getattr(slit, attr, None)
+        if value is not None:
+            setattr(target, attr, value)
+    target.meta.wcs = slit.meta.wcs

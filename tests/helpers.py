@@ -1,0 +1,209 @@
+"""Reusable builders for tests, benchmarks and batch-runner tests.
+
+Everything here reads the real files in the shared data folder (see
+``/work/shared/data/README.md``) and writes derived products to a caller-given
+directory; the shared files are never modified.
+"""
+
+import logging
+from pathlib import Path
+
+import numpy as np
+from astropy.io import fits
+from scipy.special import j1
+
+__all__ = [
+    "MIRI_MRS_FILES",
+    "miri_mrs_model",
+    "miri_mrs_reference_files",
+    "inject_point_source",
+    "airy_pixel_integrated",
+    "write_cubepar",
+]
+
+log = logging.getLogger(__name__)
+
+#: Files of ``miri_mrs/`` used to build a MIRI MRS model, by role.
+MIRI_MRS_FILES = {
+    "distortion": "jwst_miri_mrs34C_distortion_flt9.asdf",
+    "specwcs": "jwst_miri_mrs34C_specwcs_flt9.asdf",
+    "wavelengthrange": "jwst_miri_mrs_wavelengthrange_flt9.asdf",
+    "regions": "jwst_miri_regions_0017.asdf",
+    "template": "template_34C.fits.gz",
+}
+
+
+def miri_mrs_reference_files(data_dir, workdir):
+    """
+    Reference-file map for ``load_wcs`` built from ``<data_dir>/miri_mrs``.
+
+    The ground-test regions file holds one slice-map plane; jwst 3.0 expects 9
+    throughput planes, so a copy with the plane repeated 9 times is written to
+    ``workdir`` (once; reused when present).
+
+    Parameters
+    ----------
+    data_dir : str or Path
+        The shared data folder (holding ``miri_mrs/``).
+    workdir : str or Path
+        Writable folder for the derived regions file.
+
+    Returns
+    -------
+    dict of str to str
+        Reftype to path: distortion, specwcs, wavelengthrange, regions.
+
+    Raises
+    ------
+    FileNotFoundError
+        If one of the files is missing.
+    """
+    from stdatamodels.jwst.datamodels import RegionsModel
+
+    mrs = Path(data_dir) / "miri_mrs"
+    for name in MIRI_MRS_FILES.values():
+        if not (mrs / name).is_file():
+            raise FileNotFoundError(f"MIRI MRS test file missing: {mrs / name}")
+    regions9 = Path(workdir) / "miri_regions_9planes.asdf"
+    if not regions9.is_file():
+        with RegionsModel(str(mrs / MIRI_MRS_FILES["regions"])) as ref:
+            plane = np.asarray(ref.regions)
+            out = ref.copy()
+        out.regions = np.repeat(plane[None, :, :], 9, axis=0)
+        out.save(str(regions9))
+        out.close()
+    return {
+        "distortion": str(mrs / MIRI_MRS_FILES["distortion"]),
+        "specwcs": str(mrs / MIRI_MRS_FILES["specwcs"]),
+        "wavelengthrange": str(mrs / MIRI_MRS_FILES["wavelengthrange"]),
+        "regions": str(regions9),
+    }
+
+
+def miri_mrs_model(data_dir, workdir):
+    """
+    MIRI MRS channel 3+4 LONG IFUImageModel with a real instrument WCS.
+
+    The MIRISim template's own ASDF extension (unreadable by stdatamodels 6) is
+    dropped and a WCS is assigned from the flight distortion, specwcs and
+    wavelengthrange files and the ground regions map with
+    ``jwst.assign_wcs.assign_wcs.load_wcs``. Arrays: SCI zeros, ERR 1e-3, DQ 0,
+    variances 1e-6 (MJy/sr units).
+
+    Parameters
+    ----------
+    data_dir, workdir : str or Path
+        As for :func:`miri_mrs_reference_files`.
+
+    Returns
+    -------
+    stdatamodels.jwst.datamodels.IFUImageModel
+        Shape (1024, 1032); ``meta.cal_step.assign_wcs = 'COMPLETE'``.
+    """
+    from jwst.assign_wcs.assign_wcs import load_wcs
+    from stdatamodels.jwst import datamodels
+
+    refs = miri_mrs_reference_files(data_dir, workdir)
+    template = Path(data_dir) / "miri_mrs" / MIRI_MRS_FILES["template"]
+    with fits.open(template) as hdul:
+        kept = fits.HDUList([hdu.copy() for hdu in hdul if hdu.name != "ASDF"])
+    model = datamodels.IFUImageModel(kept)
+    shape = model.data.shape
+    model.data = np.zeros(shape, dtype=np.float32)
+    model.err = np.full(shape, 1e-3, dtype=np.float32)
+    model.dq = np.zeros(shape, dtype=np.uint32)
+    for name in ("var_poisson", "var_rnoise", "var_flat"):
+        setattr(model, name, np.full(shape, 1e-6 / 3, dtype=np.float32))
+    model = load_wcs(model, refs)
+    model.meta.cal_step.assign_wcs = "COMPLETE"
+    model.meta.filename = "miri_mrs_34long_cal.fits"
+    return model
+
+
+def airy_pixel_integrated(r_arcsec, wave_um, diameter_m=6.5):
+    """
+    Airy profile (peak 1) of a circular aperture at ``r`` arcsec and ``wave`` um.
+
+    Parameters
+    ----------
+    r_arcsec, wave_um : ndarray
+        Radius from the source and wavelength, broadcast together.
+    diameter_m : float
+        Aperture diameter in metres.
+
+    Returns
+    -------
+    ndarray
+        ``(2 J1(x) / x)**2`` with ``x = pi D r / lambda``.
+    """
+    x = np.pi * diameter_m * np.radians(np.asarray(r_arcsec) / 3600.0) / (wave_um * 1e-6)
+    x = np.where(np.abs(x) < 1e-8, 1e-8, x)
+    return (2.0 * j1(x) / x) ** 2
+
+
+def inject_point_source(
+    model, *, alpha0=0.0, beta0=0.0, flux=None, background=0.05, nsub=5, seed=1
+):
+    """
+    Add an Airy point source, integrated over each pixel along the slice, to a MIRI MRS model.
+
+    The source sits at slice coordinates ``(alpha0, beta0)`` arcsec. Each pixel's
+    value is the mean of the profile at ``nsub`` sub-positions spread over the pixel
+    along detector x (the along-slice direction), mapped through the model's own
+    ``detector -> alpha_beta`` transform; across the slice the profile is evaluated
+    at the slice centre ``beta``. A constant background and Gaussian noise of
+    ``model.err`` are added. Pixels outside slices become NaN with DO_NOT_USE.
+
+    Parameters
+    ----------
+    model : IFUImageModel
+        MIRI MRS model with a WCS; updated in place.
+    alpha0, beta0 : float
+        Source position in the alpha-beta frame (arcsec).
+    flux : callable or None
+        Peak surface brightness (MJy/sr) as a function of wavelength (um); default a
+        gentle slope ``10 * (lambda / 20)**-1``.
+    background : float
+        Constant background (MJy/sr).
+    nsub : int
+        Sub-positions per pixel along the slice.
+    seed : int
+        Seed of the noise generator.
+
+    Returns
+    -------
+    IFUImageModel
+        The same model.
+    """
+    from stdatamodels.jwst.datamodels import dqflags
+
+    ny, nx = model.data.shape
+    det2ab = model.meta.wcs.get_transform("detector", "alpha_beta")
+    y, x = np.mgrid[:ny, :nx].astype(np.float64)
+    prof = np.zeros((ny, nx))
+    wave = None
+    for k in range(nsub):
+        dx = (k + 0.5) / nsub - 0.5
+        alpha, beta, lam = det2ab(x + dx, y)
+        if wave is None:
+            wave = lam
+        r = np.hypot(alpha - alpha0, beta - beta0)
+        prof += airy_pixel_integrated(r, lam)
+    prof /= nsub
+    if flux is None:
+        peak = 10.0 * (wave / 20.0) ** -1
+    else:
+        peak = flux(wave)
+    rng = np.random.default_rng(seed)
+    data = peak * prof + background + rng.normal(0.0, 1.0, (ny, nx)) * np.asarray(model.err)
+    bad = ~np.isfinite(data)
+    data[bad] = np.nan
+    model.data = data.astype(np.float32)
+    dq = np.asarray(model.dq).copy()
+    dq[bad] |= dqflags.pixel["DO_NOT_USE"] | dqflags.pixel["NON_SCIENCE"]
+    model.dq = dq
+    for name in ("err", "var_poisson", "var_rnoise", "var_flat"):
+        arr = np.asarray(getattr(model, name)).copy()
+        arr[bad] = np.nan
+        setattr(model, name, arr)
+    return model
