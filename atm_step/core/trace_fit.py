@@ -19,8 +19,10 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   between sampled alpha positions exceeds ``gap_ratio`` knot intervals) uses an
   occupancy histogram of eight bins per knot interval, maintained with the window.
 - The scale of the normalised model to the column is the weighted mean ratio of
-  II.3. With fewer than ``scale_top`` usable pixels the clip is seeded with those
-  there are (jwst raises IndexError with fewer than five).
+  II.3, but its outlier clip is seeded by the median and MAD of the five
+  highest-weight ratios rather than their sigma-clipped mean and rms, which cannot
+  reject a single hot pixel among five (see `column_scale`). With fewer than
+  ``scale_top`` usable pixels the seed uses those there are (jwst raises IndexError).
 - jwst trims slice edges whose collapsed signal-to-noise ratio is low and error high;
   in crowded fields this discards most of some slices. Here no pixels are trimmed:
   edge pixels are fitted like any other and outliers are left to the rejection.
@@ -47,51 +49,10 @@ REFRESH_EVERY = 128
 
 
 @numba.njit(cache=True, nogil=True)
-def _clipped_mean_std(vals, n):
-    """Mean and std of ``vals[:n]`` after 3-sigma clipping about the median (5 passes),
-    as astropy's sigma_clipped_stats with its defaults."""
-    keep = np.ones(n, dtype=np.bool_)
-    for _ in range(5):
-        m = 0
-        tmp = np.empty(n)
-        for k in range(n):
-            if keep[k]:
-                tmp[m] = vals[k]
-                m += 1
-        if m == 0:
-            break
-        srt = np.sort(tmp[:m])
-        med = srt[m // 2] if m % 2 == 1 else 0.5 * (srt[m // 2 - 1] + srt[m // 2])
-        mean = 0.0
-        for k in range(m):
-            mean += srt[k]
-        mean /= m
-        var = 0.0
-        for k in range(m):
-            var += (srt[k] - mean) ** 2
-        std = np.sqrt(var / m)
-        changed = False
-        for k in range(n):
-            new = abs(vals[k] - med) <= 3.0 * std
-            if new != keep[k]:
-                changed = True
-            keep[k] = new
-        if not changed:
-            break
-    m = 0
-    mean = 0.0
-    for k in range(n):
-        if keep[k]:
-            mean += vals[k]
-            m += 1
-    if m == 0:
-        return np.nan, np.nan
-    mean /= m
-    var = 0.0
-    for k in range(n):
-        if keep[k]:
-            var += (vals[k] - mean) ** 2
-    return mean, np.sqrt(var / m)
+def _median(vals):
+    srt = np.sort(vals)
+    m = srt.size
+    return srt[m // 2] if m % 2 == 1 else 0.5 * (srt[m // 2 - 1] + srt[m // 2])
 
 
 @numba.njit(cache=True, nogil=True)
@@ -99,10 +60,18 @@ def column_scale(data, model, n, top, clip):
     """
     Scale of a normalised model to one column (paper II.3).
 
-    Weights are the model values, zero where the data or model are negative or NaN;
-    the ratios data/model of the ``top`` highest-weight pixels give a sigma-clipped
-    mean and rms, pixels whose ratio lies more than ``clip`` rms from it get zero
+    Weights are the model values, zero where the data or model are negative or NaN.
+    The ratios data/model of the ``top`` highest-weight pixels seed a centre and an
+    rms; pixels whose ratio lies more than ``clip`` rms from the centre get zero
     weight, and the scale is the weighted mean ratio of the rest.
+
+    The paper seeds with the sigma-clipped mean and rms of the five ratios. With five
+    values a 3-sigma clip can never reject one (the largest possible deviation is
+    1.79 sigma), so a single hot or saturated pixel on the trace peak drags both the
+    centre and the rms and survives. Here the seed is the median and the normalised
+    median absolute deviation (1.4826 MAD) of the ratios, which reject up to two bad
+    pixels of five. With fewer than ``top`` usable pixels the seed uses those there
+    are (jwst raises IndexError).
     """
     w = np.zeros(n)
     r = np.zeros(n)
@@ -121,19 +90,17 @@ def column_scale(data, model, n, top, clip):
     seed = np.empty(ntop)
     for k in range(ntop):
         seed[k] = r[order[k]]
-    mean, rms = _clipped_mean_std(seed, ntop)
-    if not np.isfinite(mean):
-        return np.nan
-    if not rms > 0:
-        return mean
+    centre = _median(seed)
+    rms = 1.4826 * _median(np.abs(seed - centre))
+    tol = clip * rms if rms > 0 else 1e-9 * abs(centre)
     sw = 0.0
     swr = 0.0
     for k in range(n):
-        if w[k] > 0 and abs(r[k] - mean) <= clip * rms:
+        if w[k] > 0 and abs(r[k] - centre) <= tol:
             sw += w[k]
             swr += w[k] * r[k]
     if sw <= 0:
-        return mean
+        return centre
     return swr / sw
 
 
