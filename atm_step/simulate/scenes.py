@@ -11,6 +11,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import astropy.units as u
 import numpy as np
@@ -415,6 +416,12 @@ _OPTIONS = {
 }
 
 
+@lru_cache(maxsize=4)
+def _cached_psf(jitter_fwhm, w0, w1):
+    """One AiryPSF per (jitter, wavelength range): its tables take ~1 s to build."""
+    return AiryPSF(jitter_fwhm=jitter_fwhm, wavelength_range=(w0, w1))
+
+
 def make_scene(
     name,
     nx=2048,
@@ -478,8 +485,9 @@ def make_scene(
     jitter_fwhm : float
         Gaussian blur of the Airy PSF, arcsec (ignored when ``psf`` is given).
     psf : AiryPSF, optional
-        PSF to use; its wavelength range must cover ``wave_range``. Reusing one
-        across scenes saves the table build (~1 s).
+        PSF to use; its wavelength range must cover ``wave_range``. By default
+        an :class:`AiryPSF` (6.5 m, ``jitter_fwhm``, ``wavelength_range=wave_range``)
+        is built once per process and shared by scenes with the same settings.
     **scene_options
         Scene-specific options listed above.
 
@@ -527,7 +535,7 @@ def make_scene(
         steep_side=steep_side,
     )
     if psf is None:
-        psf = AiryPSF(jitter_fwhm=jitter_fwhm, wavelength_range=(w0, w1))
+        psf = _cached_psf(float(jitter_fwhm), w0, w1)
     elif not (psf.wavelength_range[0] <= w0 and psf.wavelength_range[1] >= w1):
         raise ValueError(f"psf wavelength_range {psf.wavelength_range} does not cover wave_range {wave_range}")
     lam = np.linspace(w0, w1, geo.nx)
