@@ -68,6 +68,17 @@ class AdaptiveTraceModelStep(Step):
     gap_ratio = float(default=None) # Largest sampling gap, in knot intervals, before reusing a fit
     """  # noqa: E501
 
+    @staticmethod
+    def get_stpipe_loggers():
+        """
+        Names of the loggers stpipe configures: jwst's, plus ``atm_step``.
+
+        Returns
+        -------
+        tuple of str
+        """
+        return ("atm_step", *Step.get_stpipe_loggers())
+
     def process(self, input_data):
         """
         Fit trace models to every model of the input and oversample if asked.
