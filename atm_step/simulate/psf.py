@@ -331,7 +331,7 @@ class AiryPSF:
             ``int int P(alpha, beta; lambda) dalpha dbeta`` over
             ``[alpha_lo, alpha_hi] x [beta_lo, beta_hi]`` (negative if a limit pair
             is reversed). The whole plane gives ``~1`` (minus the flux beyond
-            ``extent``).
+            ``extent``). NaN where a limit is NaN.
 
         Raises
         ------
@@ -348,6 +348,9 @@ class AiryPSF:
         )
         shape = a0.shape
         a0, a1, b0, b1, lam = (np.ravel(v) for v in (a0, a1, b0, b1, lam))
+        bad = np.isnan(a0) | np.isnan(a1) | np.isnan(b0) | np.isnan(b1)
+        if bad.any():
+            a0, a1, b0, b1 = (np.where(bad, 0.0, v) for v in (a0, a1, b0, b1))
         lo, w = self.node_weights(lam)
         used = np.unique(np.concatenate([lo, lo + 1]))
         q = self._stack(used)
@@ -372,4 +375,5 @@ class AiryPSF:
             return np.sign(a) * np.sign(b) * out
 
         res = corner(a1, b1) - corner(a0, b1) - corner(a1, b0) + corner(a0, b0)
+        res = np.where(bad, np.nan, res)
         return res.reshape(shape)

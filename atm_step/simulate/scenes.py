@@ -122,6 +122,13 @@ class Scene:
     truth_native: np.ndarray = None
     bad_pixel_mask: np.ndarray = None
 
+    def __repr__(self):
+        ny, nx = self.shape
+        return (
+            f"Scene(name={self.name!r}, shape=({ny}, {nx}), sources={len(self.sources)}, "
+            f"nebula={self.nebula is not None}, offset={self.offset}, noise={self.noise}, seed={self.seed})"
+        )
+
     def __post_init__(self):
         lo, w = self.psf.node_weights(self.column_wavelength)
         self._node0 = int(lo.min())
