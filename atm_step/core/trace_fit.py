@@ -10,11 +10,12 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   window``) are then *updated* as the window slides, one column in and one out,
   instead of being rebuilt; they are refreshed from scratch every 128 columns to stop
   round-off from accumulating. jwst refits ~3000 sorted points per column with scipy.
-- Iterative rejection (points beyond ``sigma_reject`` rms) is warm-started: the
-  rejection flags of the pixels still in the window carry over from the previous
-  column and are re-evaluated against each new fit, so a point can also be
-  re-admitted. A flag change updates the normal equations in place (a rank-one
-  down- or update per point). jwst starts each column from no rejections.
+- Iterative rejection (points beyond ``sigma_reject`` rms, ``max_iter`` fits, at most
+  ``max_reject_fraction`` of the points) starts afresh for every column, as in the
+  paper, but from a copy of the window's normal equations: each rejected point is a
+  rank-one downdate, not a refit. (Carrying rejections over from the previous column
+  was tried and rejected: on bright, narrow traces, where the model's mismatch
+  rather than noise sets the rms, the peak pixels once rejected stay rejected.)
 - The sampling-gap test (paper: reuse the previous column's fit when the largest gap
   between sampled alpha positions exceeds ``gap_ratio`` knot intervals) uses an
   occupancy histogram of eight bins per knot interval, maintained with the window.
@@ -124,7 +125,7 @@ def _fit_region(
     bidx = np.full((nr, nx), -1, dtype=np.int64)
     bval = np.zeros((nr, nx, 4))
     fbin = np.zeros((nr, nx), dtype=np.int64)
-    rej = np.zeros((nr, nx), dtype=np.bool_)
+    rej = np.full((nr, nx), -1, dtype=np.int64)  # column whose fit rejected the pixel
     ngood = np.zeros(nx, dtype=np.int64)
     clo = np.full(nx, np.inf)
     chi = np.full(nx, -np.inf)
@@ -153,11 +154,14 @@ def _fit_region(
                 if a > chi[x]:
                     chi[x] = a
 
-    ata = np.zeros((ncoef, 4))
+    ata_all = np.zeros((ncoef, 4))  # normal equations of every pixel in the window
+    aty_all = np.zeros(ncoef)
+    ata = np.zeros((ncoef, 4))  # ... less the pixels rejected by the current column's fit
     aty = np.zeros(ncoef)
     chol = np.empty((ncoef, 4))
     coef = np.zeros(ncoef)
     prev = np.zeros(ncoef)
+    prev_try = np.zeros(ncoef)
     occ = np.zeros(nfine, dtype=np.int64)
     resid = np.empty((nr, 2 * window + 1))
     col_d = np.empty(nr)
@@ -176,10 +180,6 @@ def _fit_region(
             start, stop, step = 0, nx // 2 + 1, 1
         else:
             start, stop, step = nx - 1, nx // 2, -1
-        ata[:, :] = 0.0
-        aty[:] = 0.0
-        occ[:] = 0
-        rej[:, :] = False
         have_prev = False
         prev_lo = 0.0
         prev_hi = 0.0
@@ -191,16 +191,15 @@ def _fit_region(
             tr = min(c + window, nx - 1)
             refresh = since_refresh >= REFRESH_EVERY or wl < 0
             if refresh:
-                ata[:, :] = 0.0
-                aty[:] = 0.0
+                ata_all[:, :] = 0.0
+                aty_all[:] = 0.0
                 occ[:] = 0
                 for x in range(tl, tr + 1):
                     for rr in range(nr):
                         i = bidx[rr, x]
                         if i >= 0:
                             occ[fbin[rr, x]] += 1
-                            if not rej[rr, x]:
-                                accumulate(ata, aty, i, bval[rr, x], v[rr, x], 1.0)
+                            accumulate(ata_all, aty_all, i, bval[rr, x], v[rr, x], 1.0)
                 wl = tl
                 wr = tr
                 since_refresh = 0
@@ -212,16 +211,14 @@ def _fit_region(
                             i = bidx[rr, x]
                             if i >= 0:
                                 occ[fbin[rr, x]] -= 1
-                                if not rej[rr, x]:
-                                    accumulate(ata, aty, i, bval[rr, x], v[rr, x], -1.0)
+                                accumulate(ata_all, aty_all, i, bval[rr, x], v[rr, x], -1.0)
                 for x in range(tl, tr + 1):
                     if x < wl or x > wr:
                         for rr in range(nr):
                             i = bidx[rr, x]
                             if i >= 0:
-                                rej[rr, x] = False
                                 occ[fbin[rr, x]] += 1
-                                accumulate(ata, aty, i, bval[rr, x], v[rr, x], 1.0)
+                                accumulate(ata_all, aty_all, i, bval[rr, x], v[rr, x], 1.0)
                 wl = tl
                 wr = tr
                 since_refresh += 1
@@ -252,65 +249,59 @@ def _fit_region(
             gap = (longest + 1) * binw if longest > 0 else 0.0
 
             fitted = False
+            nrej_col = 0
             if gap <= gap_ratio * h and npts > ncoef:
+                ata[:, :] = ata_all
+                aty[:] = aty_all
                 ok = solve_banded(ata, aty, chol, coef)
+                fitted = ok
                 for _ in range(max_iter - 1):
                     if not ok:
                         break
-                    # residuals of every window point against the current fit
+                    # rms of the kept points about the current fit
                     ss = 0.0
                     sr = 0.0
                     nacc = 0
                     for x in range(wl, wr + 1):
                         for rr in range(nr):
                             i = bidx[rr, x]
-                            if i < 0:
+                            if i < 0 or rej[rr, x] == c:
                                 continue
                             f = (coef[i] * bval[rr, x, 0] + coef[i + 1] * bval[rr, x, 1]
                                  + coef[i + 2] * bval[rr, x, 2] + coef[i + 3] * bval[rr, x, 3])
                             d = v[rr, x] - f
                             resid[rr, x - wl] = d
-                            if not rej[rr, x]:
-                                sr += d
-                                ss += d * d
-                                nacc += 1
+                            sr += d
+                            ss += d * d
+                            nacc += 1
                     if nacc < 2:
                         break
                     mean = sr / nacc
-                    rms = np.sqrt(max(ss / nacc - mean * mean, 0.0))
-                    limit = sigma * rms
+                    limit = sigma * np.sqrt(max(ss / nacc - mean * mean, 0.0))
                     nnew = 0
                     for x in range(wl, wr + 1):
                         for rr in range(nr):
-                            if bidx[rr, x] >= 0 and abs(resid[rr, x - wl]) > limit:
-                                nnew += 1
-                    if nnew > max_reject_fraction * npts:
+                            if bidx[rr, x] >= 0 and rej[rr, x] != c:
+                                if abs(resid[rr, x - wl]) > limit:
+                                    nnew += 1
+                    if nnew == 0:
+                        break
+                    if nrej_col + nnew > max_reject_fraction * npts:
                         break  # too many outliers: keep the current fit
-                    changed = 0
                     for x in range(wl, wr + 1):
                         for rr in range(nr):
                             i = bidx[rr, x]
-                            if i < 0:
-                                continue
-                            bad = abs(resid[rr, x - wl]) > limit
-                            if bad != rej[rr, x]:
-                                accumulate(ata, aty, i, bval[rr, x], v[rr, x],
-                                           -1.0 if bad else 1.0)
-                                rej[rr, x] = bad
-                                changed += 1
-                    if changed == 0:
-                        break
-                    ok = solve_banded(ata, aty, chol, coef)
+                            if i >= 0 and rej[rr, x] != c and abs(resid[rr, x - wl]) > limit:
+                                accumulate(ata, aty, i, bval[rr, x], v[rr, x], -1.0)
+                                rej[rr, x] = c
+                    nrej_col += nnew
+                    ok = solve_banded(ata, aty, chol, prev_try)
                     if not ok:
-                        # undo is not needed: the next column refreshes from flags
-                        break
-                fitted = ok
+                        break  # keep the last good fit
+                    coef[:] = prev_try
             if fitted:
                 n_fit += 1
-                for x in range(wl, wr + 1):
-                    for rr in range(nr):
-                        if bidx[rr, x] >= 0 and rej[rr, x]:
-                            n_rej += 1
+                n_rej += nrej_col
                 prev[:] = coef
                 prev_lo = lo
                 prev_hi = hi
