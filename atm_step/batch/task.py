@@ -1,0 +1,452 @@
+"""What a worker does for one exposure: open, run the step, write atomically, summarise.
+
+Everything here runs inside a Dask worker process (or in-process for tests) and never
+raises: any problem becomes a ``failed`` :class:`~atm_step.batch.report.ExposureResult`.
+"""
+
+import contextlib
+import importlib
+import logging
+import os
+import shutil
+import tempfile
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from atm_step.batch.report import DONE, FAILED, SKIPPED, ExposureResult
+
+__all__ = [
+    "DEFAULT_STEP",
+    "Job",
+    "PARTIAL_MARK",
+    "is_complete",
+    "make_step",
+    "process_exposure",
+    "remove_partials",
+    "resolve_step_class",
+]
+
+log = logging.getLogger(__name__)
+
+#: The step a batch runs unless told otherwise.
+DEFAULT_STEP = "atm_step.step.AdaptiveTraceModelStep"
+#: Temporary folders of unfinished outputs are named ``.<output name>.partial-XXXX``.
+PARTIAL_MARK = ".partial-"
+#: Loggers whose records are captured per exposure.
+CAPTURED_LOGGERS = ("atm_step", "jwst", "stpipe", "stdatamodels")
+#: Format string of the step's one-line summary (atm_step.step), whose arguments are
+#: (file, mode, oversample, fitted, regions, from_model, estimated, seconds).
+SUMMARY_PREFIX = "%s: %s, N=%g: %d/%d regions fitted, %d pixels from the model"
+
+
+@dataclass
+class Job:
+    """
+    One exposure's task, as sent to a worker.
+
+    Attributes
+    ----------
+    input : str
+        Absolute input path.
+    output : str
+        Absolute output path.
+    step_class : str
+        Import path of the Step class (``"package.module.Class"``).
+    param_file : str or None
+        stpipe parameter file (ASDF or cfg) applied before ``options``.
+    options : dict
+        Step parameters (e.g. ``{"oversample": 2.0}``).
+    overwrite : bool
+        Reprocess even if a complete output exists.
+    limit_threads : bool
+        Pin Numba to one thread (the batch's own parallelism is one task per core).
+    """
+
+    input: str
+    output: str
+    step_class: str = DEFAULT_STEP
+    param_file: str | None = None
+    options: dict = field(default_factory=dict)
+    overwrite: bool = False
+    limit_threads: bool = True
+
+
+def resolve_step_class(step_class=None):
+    """
+    Import a Step class from ``"package.module.Class"`` (or return a class as is).
+
+    Parameters
+    ----------
+    step_class : str, type or None
+        None means :data:`DEFAULT_STEP`.
+
+    Returns
+    -------
+    type
+        A subclass of `stpipe.Step`.
+
+    Raises
+    ------
+    ValueError
+        If the path cannot be imported or is not a Step.
+    """
+    from stpipe import Step
+
+    if step_class is None:
+        step_class = DEFAULT_STEP
+    if isinstance(step_class, str):
+        module, _, name = step_class.replace(":", ".").rpartition(".")
+        try:
+            cls = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError, ValueError) as exc:
+            raise ValueError(f"cannot import step class {step_class!r}: {exc}") from None
+    else:
+        cls = step_class
+    if not (isinstance(cls, type) and issubclass(cls, Step)):
+        raise ValueError(f"{step_class!r} is not an stpipe Step class")
+    return cls
+
+
+def step_class_path(step_class):
+    """Import path ``"module.Class"`` of a Step class (or a path string, unchanged)."""
+    if isinstance(step_class, str) or step_class is None:
+        return step_class or DEFAULT_STEP
+    return f"{step_class.__module__}.{step_class.__qualname__}"
+
+
+def make_step(step_class=None, param_file=None, options=None):
+    """
+    Build a configured Step instance, the way ``Step.call`` does, without CRDS.
+
+    Parameters are merged in stpipe's order: the step's defaults, then ``param_file``,
+    then ``options``. ``skip`` is forced to False (a batch exists to run the step) and
+    the step saves nothing itself (``save_results = False``); the batch writes the
+    output.
+
+    Parameters
+    ----------
+    step_class : str, type or None
+        See :func:`resolve_step_class`.
+    param_file : str or None
+        stpipe parameter file.
+    options : dict or None
+        Step parameters by name.
+
+    Returns
+    -------
+    stpipe.Step
+
+    Raises
+    ------
+    ValueError
+        If the class cannot be imported, the parameter file cannot be read, or a
+        parameter is unknown or has a bad value.
+    """
+    cls = resolve_step_class(step_class)
+    kwargs = dict(options or {})
+    kwargs["skip"] = False
+    if param_file is not None:
+        if not os.path.isfile(param_file):
+            raise ValueError(f"parameter file {param_file} not found")
+        kwargs["config_file"] = str(param_file)
+    try:
+        config, config_file = cls.build_config(None, **kwargs)
+        config.pop("class", None)
+        name = config.pop("name", None)
+        step = cls.from_config_section(config, name=name, config_file=config_file)
+    except Exception as exc:  # stpipe raises several types for bad parameters
+        where = f" (parameter file {param_file})" if param_file else ""
+        raise ValueError(f"invalid step parameters{where}: {exc}") from None
+    step.skip = False
+    step.save_results = False
+    return step
+
+
+def is_complete(path):
+    """
+    Whether ``path`` is a complete output of the step.
+
+    Complete means: the file exists, is a FITS file whose HDUs extend exactly to the
+    end of the file (nothing truncated), and its primary header says
+    ``S_TRCMOD = 'COMPLETE'``. The batch only ever creates outputs by renaming a
+    finished file into place, so this mainly guards against files left by other tools.
+
+    Parameters
+    ----------
+    path : str or Path
+
+    Returns
+    -------
+    bool
+    """
+    import warnings
+
+    from astropy.io import fits
+
+    path = Path(path)
+    try:
+        size = path.stat().st_size
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False, lazy_load_hdus=False) as hdul:
+                status = hdul[0].header.get("S_TRCMOD")
+                end = max(
+                    hdul.fileinfo(i)["datLoc"] + hdul.fileinfo(i)["datSpan"]
+                    for i in range(len(hdul))
+                )
+    except Exception:  # missing, unreadable, not FITS, truncated header
+        return False
+    return status == "COMPLETE" and end <= size
+
+
+def remove_partials(output):
+    """
+    Remove temporary folders left by an interrupted write of ``output``.
+
+    Parameters
+    ----------
+    output : str or Path
+        Final output path; its ``.<name>.partial-*`` siblings are removed.
+
+    Returns
+    -------
+    int
+        Number of folders removed.
+    """
+    output = Path(output)
+    n = 0
+    for stale in output.parent.glob(f".{output.name}{PARTIAL_MARK}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+        n += 1
+    return n
+
+
+def atomic_save(model, output):
+    """
+    Save a datamodel to ``output`` atomically.
+
+    The model is saved under its final name inside a temporary folder beside the
+    output (so ``meta.filename`` is right and the rename stays on one file system),
+    flushed to disk, then moved into place with `os.replace`. An interrupted write
+    leaves only a hidden ``.<name>.partial-XXXX`` folder, never a partial output.
+
+    Parameters
+    ----------
+    model : stdatamodels.DataModel
+    output : str or Path
+        Final path.
+
+    Raises
+    ------
+    OSError
+        If the folder is not writable or the disk is full.
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}{PARTIAL_MARK}", dir=output.parent))
+    try:
+        tmp = tmpdir / output.name
+        model.save(str(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, output)
+        with contextlib.suppress(OSError):
+            fd = os.open(output.parent, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+class _Capture(logging.Handler):
+    """Collect the log records of one exposure."""
+
+    def __init__(self):
+        super().__init__(logging.INFO)
+        self.records = []
+
+    def emit(self, record):
+        self.records.append(record)
+
+
+@contextlib.contextmanager
+def _captured_logs():
+    handler = _Capture()
+    saved = []
+    for name in CAPTURED_LOGGERS:
+        logger = logging.getLogger(name)
+        saved.append((logger, logger.level))
+        if logger.getEffectiveLevel() > logging.INFO:
+            logger.setLevel(logging.INFO)
+        logger.addHandler(handler)
+    try:
+        yield handler.records
+    finally:
+        for logger, level in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+
+
+def _single_thread():
+    """Pin Numba to one thread in this worker thread, if Numba is there."""
+    try:
+        import numba
+
+        numba.set_num_threads(1)
+    except Exception:  # numba missing or already limited: nothing to do
+        pass
+
+
+def _models_of(result):
+    from jwst.datamodels import ModelContainer
+
+    return list(result) if isinstance(result, ModelContainer) else [result]
+
+
+def summarise(result, records):
+    """
+    Regions fitted and pixels from the model for a step result.
+
+    Preferred source: the step's own one-line summary (``atm_step.step`` logs
+    ``"<file>: <mode>, N=<n>: <fitted>/<regions> regions fitted, <k> pixels from the
+    model ..."``; its arguments are read from the log record, not parsed from text).
+    Otherwise (e.g. jwst's own step) the finite pixels of ``trace_model`` are counted
+    in the output and the regions are not known.
+
+    Parameters
+    ----------
+    result : DataModel or ModelContainer
+        The step's output.
+    records : list of logging.LogRecord
+        Records logged while the step ran.
+
+    Returns
+    -------
+    dict
+        ``regions_fitted``, ``regions_total``, ``model_pixels`` (int or None) and
+        ``counts_from`` (``'step'`` or ``'output'``).
+    """
+    import numpy as np
+
+    found = [r.args for r in records
+             if isinstance(r.msg, str) and r.msg.startswith(SUMMARY_PREFIX)
+             and isinstance(r.args, tuple) and len(r.args) >= 6]
+    if found:
+        return {
+            "regions_fitted": int(sum(a[3] for a in found)),
+            "regions_total": int(sum(a[4] for a in found)),
+            "model_pixels": int(sum(a[5] for a in found)),
+            "counts_from": "step",
+        }
+    pixels = 0
+    for model in _models_of(result):
+        parts = getattr(model, "slits", None) or [model]
+        for part in parts:
+            trace = getattr(part, "trace_model", None)
+            if trace is not None:
+                pixels += int(np.isfinite(np.asarray(trace)).sum())
+    return {"regions_fitted": None, "regions_total": None, "model_pixels": pixels,
+            "counts_from": "output"}
+
+
+def _worker_address():
+    try:
+        from distributed import get_worker
+
+        return get_worker().address
+    except Exception:  # not inside a Dask worker
+        return None
+
+
+def _open_input(path):
+    from stdatamodels.jwst import datamodels
+
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path}: no such file")
+    try:
+        return datamodels.open(path)
+    except Exception as exc:
+        raise InputOpenError(f"{path}: cannot be opened as a JWST datamodel "
+                             f"({type(exc).__name__}: {exc})") from None
+
+
+class InputOpenError(ValueError):
+    """An input file is corrupt or not a JWST datamodel."""
+
+
+class StepDidNotRun(RuntimeError):
+    """The step returned without processing the exposure (e.g. unsupported model)."""
+
+
+def process_exposure(job):
+    """
+    Process one exposure: open it, run the step, write the output atomically.
+
+    Never raises: failures are returned as a row with status ``'failed'`` and a
+    message naming the file and the problem. The input file is opened read-only and
+    never written.
+
+    Parameters
+    ----------
+    job : Job
+
+    Returns
+    -------
+    ExposureResult
+    """
+    t0 = time.perf_counter()
+    row = ExposureResult(input=job.input, output=job.output, status=FAILED,
+                         worker=_worker_address())
+    os.environ.setdefault("STPIPE_DISABLE_CRDS_STEPPARS", "True")
+    if job.limit_threads:
+        _single_thread()
+    if not job.overwrite and is_complete(job.output):
+        row.status = SKIPPED
+        return row
+    model = result = None
+    with _captured_logs() as records:
+        try:
+            step = make_step(job.step_class, job.param_file, job.options)
+            step.output_dir = str(Path(job.output).parent)  # intermediate products
+            model = _open_input(job.input)
+            result = step.run(model)
+            bad = [m for m in _models_of(result)
+                   if m.meta.cal_step.adaptive_trace_model != "COMPLETE"]
+            if bad:
+                why = [r.getMessage() for r in records if r.levelno >= logging.WARNING]
+                reason = why[0] if why else "no reason logged"
+                raise StepDidNotRun(
+                    f"{job.input}: the step did not process this "
+                    f"{type(bad[0]).__name__} (S_TRCMOD={bad[0].meta.cal_step.adaptive_trace_model}"
+                    f"): {reason}"
+                )
+            row.__dict__.update(summarise(result, records))
+            if len(_models_of(result)) != 1:
+                raise StepDidNotRun(f"{job.input}: the step returned several models; "
+                                    "give the exposures one by one")
+            atomic_save(_models_of(result)[0], job.output)
+            row.status = DONE
+        except (InputOpenError, StepDidNotRun, FileNotFoundError, ValueError) as exc:
+            row.error = _one_line(exc, job.input)
+        except Exception as exc:
+            row.error = _one_line(exc, job.input)
+            row.traceback = traceback.format_exc()
+        finally:
+            row.warnings = [f"{r.levelname}: {r.getMessage()}" for r in records
+                            if r.levelno >= logging.WARNING]
+            for m in {id(x): x for x in (model, result) if x is not None}.values():
+                with contextlib.suppress(Exception):
+                    m.close()
+    row.wall_time = time.perf_counter() - t0
+    return row
+
+
+def _one_line(exc, path):
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    if path not in text:
+        text = f"{path}: {type(exc).__name__}: {text}"
+    return text
