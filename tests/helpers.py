@@ -303,7 +303,7 @@ def write_cubepar(path):
                     bd,
                     roi_s,
                     roi_w,
-                    fits.Column(name="SCALERAD", format="E", array=softrad, unit="arcsec"),
+                    fits.Column(name="SCALERAD", format="E", array=roispat / 2, unit="arcsec"),
                 ],
             ),
             table(

@@ -1,0 +1,146 @@
+"""MIRI MRS with real instrument geometry: `strun atm` on a simulated point source,
+then jwst's pixel_replace and cube_build; and the datamodel contract against jwst's step.
+"""
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+from stdatamodels.jwst import datamodels
+
+import helpers
+
+N = 3
+#: Wavelength range of the test cubes (um), inside channel 3 LONG; keeps cube_build quick.
+WAVE_RANGE = (16.0, 17.0)
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _strun(args, cwd):
+    """Run the real ``strun`` command line (the one installed next to this Python)."""
+    exe = str(Path(sys.executable).with_name("strun"))
+    proc = subprocess.run([exe, *args], cwd=cwd, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc
+
+
+def _cube(model, cubepar, grid=None):
+    from jwst.cube_build import CubeBuildStep
+    from jwst.pixel_replace import PixelReplaceStep
+
+    replaced = PixelReplaceStep.call(model)
+    kwargs = dict(
+        override_cubepar=cubepar,
+        channel="3",
+        weighting="drizzle",
+        wavemin=WAVE_RANGE[0],
+        wavemax=WAVE_RANGE[1],
+    )
+    if grid is not None:
+        kwargs.update(grid)
+    return CubeBuildStep.call(replaced, **kwargs)[0]
+
+
+@pytest.fixture(scope="module")
+def miri_run(miri_data, tmp_path_factory):
+    """Simulated point source -> cal file -> `strun atm --oversample=3`."""
+    work = tmp_path_factory.mktemp("miri")
+    model = helpers.miri_mrs_model(miri_data, work)
+    helpers.inject_point_source(model, alpha0=0.05, beta0=0.1)
+    cal = work / "miri_src_cal.fits"
+    model.save(str(cal))
+    digest = _sha(cal)
+    proc = _strun(["atm", cal.name, f"--oversample={N}"], cwd=work)
+    assert _sha(cal) == digest, "the input file was modified"
+    out = work / "miri_src_adaptivetracemodelstep.fits"
+    return {
+        "work": work,
+        "cal": cal,
+        "out": out,
+        "log": proc.stdout + proc.stderr,
+        "native": datamodels.open(str(cal)),
+        "atm": datamodels.open(str(out)),
+    }
+
+
+def _truth(model, oversample, nsub=5):
+    """Noise-free simulated image at the model's (possibly oversampled) pixels."""
+    wcs = model.meta.wcs
+    to_ab = wcs.get_transform(wcs.available_frames[0], "alpha_beta")
+    ny, nx = model.data.shape
+    y, x = np.mgrid[:ny, :nx].astype(float)
+    prof = np.zeros((ny, nx))
+    for k in range(nsub):
+        a, b, lam = to_ab(x + ((k + 0.5) / nsub - 0.5), y)
+        prof += helpers.airy_pixel_integrated(np.hypot(a - 0.05, b - 0.1), lam)
+    return 10.0 * (lam / 20.0) ** -1 * prof / nsub + 0.05
+
+
+def test_strun_output_contract(miri_run):
+    native, atm = miri_run["native"], miri_run["atm"]
+    assert atm.meta.cal_step.adaptive_trace_model == "COMPLETE"
+    assert atm.data.shape == (1024, 1032 * N)
+    for name in ("err", "dq", "wavelength", "trace_model", "var_poisson", "var_rnoise", "var_flat"):
+        assert getattr(atm, name).shape == atm.data.shape, name
+    assert atm.meta.wcs.available_frames[0] == "coordinates"
+    # oversampled column j sits at native x = j / N - (N - 1) / (2 N)
+    c2d = atm.meta.wcs.get_transform("coordinates", "detector")
+    xd, yd = c2d(np.array([0.0, 4.0, 3095.0]), np.array([7.0, 7.0, 7.0]))
+    np.testing.assert_allclose(xd, [-1 / 3, 1.0, 1031 + 1 / 3], atol=1e-12)
+    np.testing.assert_allclose(yd, 7.0)
+    # NaN <-> DO_NOT_USE, and 10 slices of 28 fitted (log summary)
+    dnu = (atm.dq & 1) > 0
+    np.testing.assert_array_equal(dnu, ~np.isfinite(atm.data))
+    assert "10/28 regions fitted" in miri_run["log"]
+    # wavelength from the WCS, at every oversampled pixel
+    yy, xx = np.mgrid[:1024, : 1032 * N]
+    _, _, lam = atm.meta.wcs(xx, yy)
+    np.testing.assert_allclose(atm.wavelength, lam, atol=1e-5, equal_nan=True)
+    assert np.isfinite(atm.data).sum() == pytest.approx(N * np.isfinite(native.data).sum(), rel=0.01)
+
+
+def test_oversampled_image_matches_truth(miri_run):
+    atm, native = miri_run["atm"], miri_run["native"]
+    truth = _truth(atm, N)
+    peak = np.nanmax(truth)
+    bright = truth > 0.05 * peak
+    resid = (atm.data - truth)[bright & np.isfinite(atm.data)]
+    # the ATM image follows the pixel-integrated PSF at 1/3-pixel sampling
+    assert np.sqrt(np.mean(resid**2)) < 0.02 * peak
+    # flux conservation: each detector row's sum over the slices equals the native sum
+    rows_os = np.nansum(atm.data, axis=1) / N
+    rows_nat = np.nansum(native.data, axis=1)
+    ratio = rows_os / rows_nat
+    assert np.median(ratio) == pytest.approx(1.0, abs=1e-3)
+    assert np.max(np.abs(ratio - 1)) < 0.01
+
+
+def test_cube_aperture_spectrum(miri_run):
+    cubepar = helpers.write_cubepar(miri_run["work"] / "cubepar.fits")
+    cube_nat = _cube(miri_run["native"], cubepar)
+    grid = {
+        "ra_center": cube_nat.meta.wcsinfo.crval1,
+        "dec_center": cube_nat.meta.wcsinfo.crval2,
+        "nspax_x": cube_nat.data.shape[2],
+        "nspax_y": cube_nat.data.shape[1],
+    }
+    cube_atm = _cube(miri_run["atm"], cubepar, grid)
+    assert cube_atm.data.shape == cube_nat.data.shape
+    assert cube_atm.data.shape[0] > 300
+    img = np.nanmedian(cube_nat.data, axis=0)
+    iy, ix = np.unravel_index(np.nanargmax(img), img.shape)
+    yy, xx = np.mgrid[: img.shape[0], : img.shape[1]]
+    aperture = np.hypot(yy - iy, xx - ix) <= 8  # 1.6 arcsec, ~4 FWHM
+    spec_nat = np.nansum(cube_nat.data[:, aperture], axis=1)
+    spec_atm = np.nansum(cube_atm.data[:, aperture], axis=1)
+    ratio = spec_atm / spec_nat
+    assert np.all(np.isfinite(ratio))
+    assert np.max(np.abs(ratio - 1)) < 0.01
+    assert spec_atm.sum() / spec_nat.sum() == pytest.approx(1.0, abs=0.002)
