@@ -166,8 +166,6 @@ class ModeAdapter:
     transposed = False
     #: Compact-source band padding in native pixels (jwst: 2 NIRSpec IFU, 1 slits, 3 MIRI).
     pad = 2
-    #: Whether the oversampled region map is written back (``regions`` extension).
-    writes_regions = False
 
     def __init__(self, model, meta_model=None):
         self.model = model
@@ -243,6 +241,14 @@ class ModeAdapter:
     def parameters(self):
         """The `FitParameters` preset of this mode."""
         raise NotImplementedError
+
+    def output_regions(self):
+        """
+        Region map written (oversampled from the nearest native pixel) to the
+        ``regions`` extension of an oversampled IFU model, detector orientation; None
+        for models without one (slits).
+        """
+        return None
 
     def channel_groups(self, regions):
         """Groups of region ids whose statistics are pooled (default: all together)."""

@@ -67,6 +67,9 @@ class MIRIMRSAdapter(ModeAdapter):
             )
         return regions
 
+    def output_regions(self):
+        return self._label_map().astype(np.int32)
+
     def world_at(self, x, y):
         alpha, _, _ = self._det2ab(x, y)
         _, _, wave = self.wcs(x, y)

@@ -39,7 +39,6 @@ class NIRSpecIFUAdapter(ModeAdapter):
     mode = "NRS_IFU"
     transposed = False
     pad = 2
-    writes_regions = True
 
     def __init__(self, model, meta_model=None):
         from jwst.assign_wcs.nirspec import nrs_ifu_wcs
@@ -85,6 +84,9 @@ class NIRSpecIFUAdapter(ModeAdapter):
             )
         regions = np.asarray(regions, dtype=np.int32)
         return np.where(np.isfinite(alpha), regions, 0).astype(np.int32)
+
+    def output_regions(self):
+        return np.asarray(self.model.regions, dtype=np.int32)
 
     def world_at(self, x, y):
         return self._evaluate(x, y)

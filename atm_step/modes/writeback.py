@@ -125,8 +125,9 @@ def apply_result(adapter, result):
     for name, var in result.variances.items():
         setattr(model, name, _f32(adapter.from_core(var) * scale**2))
     model.wavelength = _f32(adapter.oversampled_wavelength(n))
-    if adapter.writes_regions and model.hasattr("regions") and model.regions is not None:
-        model.regions = adapter.from_core(adapter.to_core(model.regions)[near, :]).astype(np.int32)
+    regions = adapter.output_regions()
+    if regions is not None:
+        model.regions = adapter.from_core(adapter.to_core(regions)[near, :]).astype(np.int32)
 
     adapter.update_wcs(n)
 
