@@ -24,6 +24,12 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   highest-weight ratios rather than their sigma-clipped mean and rms, which cannot
   reject a single hot pixel among five (see `column_scale`). With fewer than
   ``scale_top`` usable pixels the seed uses those there are (jwst raises IndexError).
+- A column's normalisation is corrected for the flux its missing pixels held,
+  judged from the region's wavelength-collapsed profile; a column that lost most of
+  its flux (a bad-pixel cluster on the trace) is left out of the fits but still
+  modelled, with a scale interpolated from the intact columns beside it (see
+  `column_norms`, `_rescale_lost_columns`). The paper relies on rejection alone, which lets
+  such columns' wings, divided by a sum that lost its peak, bias the fit.
 - jwst trims slice edges whose collapsed signal-to-noise ratio is low and error high;
   in crowded fields this discards most of some slices. Here no pixels are trimmed:
   edge pixels are fitted like any other and outliers are left to the rejection.
@@ -47,6 +53,9 @@ log = logging.getLogger(__name__)
 ORDER_CODES = {"ascending": 0, "descending": 1, "outside_in": 2}
 FINE_BINS_PER_KNOT = 8
 REFRESH_EVERY = 128
+#: a column whose missing pixels held more than this fraction of its flux is left out
+#: of the fits (see `column_norms`)
+MAX_MISSING_FLUX = 0.5
 
 
 @numba.njit(cache=True, nogil=True)
@@ -106,6 +115,110 @@ def column_scale(data, model, n, top, clip):
 
 
 @numba.njit(cache=True, nogil=True)
+def column_norms(flux, alpha, regions, rid, row0, row1, a0, a1, nbins, max_missing):
+    """
+    Normalisation of each column of a region: its sum, corrected for missing pixels.
+
+    A column's sum over the region is the paper's normalisation (II.3). A bad pixel
+    or cosmic-ray hole on the trace removes most of that sum, so the column's other
+    pixels would enter the fit many times too bright. The wavelength-collapsed
+    profile of the region (mean normalised value in ``nbins`` alpha bins, from the
+    columns with no missing pixel) tells which fraction ``f`` of a column's flux its
+    missing pixels held; the sum is divided by ``1 - f``, and a column missing more
+    than ``max_missing`` of its flux is left out of the fits (it is still modelled,
+    from its neighbours, and scaled to its remaining pixels).
+
+    Returns
+    -------
+    norm : ndarray, shape (nx,)
+        Corrected sum; NaN for columns left out of the fits.
+    ngood : ndarray of int64, shape (nx,)
+        Finite pixels of the region in each column.
+    """
+    nx = flux.shape[1]
+    ngood = np.zeros(nx, dtype=np.int64)
+    ninside = np.zeros(nx, dtype=np.int64)
+    total = np.zeros(nx)
+    for x in range(nx):
+        for y in range(row0, row1 + 1):
+            if regions[y, x] == rid and np.isfinite(alpha[y, x]):
+                ninside[x] += 1
+                if np.isfinite(flux[y, x]):
+                    total[x] += flux[y, x]
+                    ngood[x] += 1
+    scale = nbins / (a1 - a0)
+    psum = np.zeros(nbins)
+    pcnt = np.zeros(nbins)
+    for x in range(nx):
+        if ngood[x] == ninside[x] and total[x] > 0:
+            for y in range(row0, row1 + 1):
+                if regions[y, x] == rid and np.isfinite(alpha[y, x]):
+                    k = min(max(int((alpha[y, x] - a0) * scale), 0), nbins - 1)
+                    psum[k] += flux[y, x] / total[x]
+                    pcnt[k] += 1
+    for k in range(nbins):
+        psum[k] = max(psum[k] / pcnt[k], 0.0) if pcnt[k] > 0 else 0.0
+    norm = np.full(nx, np.nan)
+    for x in range(nx):
+        if not total[x] > 0:
+            continue
+        if ngood[x] == ninside[x]:
+            norm[x] = total[x]
+            continue
+        expect = 0.0
+        missing = 0.0
+        for y in range(row0, row1 + 1):
+            if regions[y, x] == rid and np.isfinite(alpha[y, x]):
+                k = min(max(int((alpha[y, x] - a0) * scale), 0), nbins - 1)
+                expect += psum[k]
+                if not np.isfinite(flux[y, x]):
+                    missing += psum[k]
+        f = missing / expect if expect > 0 else 0.0
+        if f <= max_missing:
+            norm[x] = total[x] / (1.0 - f)
+    return norm, ngood
+
+
+@numba.njit(cache=True, nogil=True)
+def _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, near, j0, j1,
+                          out_native, out_os):
+    """Columns that lost most of their flux (``norm`` NaN: e.g. a bad-pixel cluster on
+    the trace core) take their scale from the nearest intact columns on each side,
+    interpolated linearly, instead of from their few remaining wing pixels, whose
+    ratio to the model is a poor measure of the column's total."""
+    nx = norm.shape[0]
+    for c in range(nx):
+        if np.isfinite(norm[c]) or not np.isfinite(col_scale[c]):
+            continue
+        left = -1
+        for x in range(c - 1, max(c - window, 0) - 1, -1):
+            if np.isfinite(norm[x]) and np.isfinite(col_scale[x]):
+                left = x
+                break
+        right = -1
+        for x in range(c + 1, min(c + window, nx - 1) + 1):
+            if np.isfinite(norm[x]) and np.isfinite(col_scale[x]):
+                right = x
+                break
+        if left < 0 and right < 0:
+            continue
+        if left < 0:
+            new = col_scale[right]
+        elif right < 0:
+            new = col_scale[left]
+        else:
+            t = (c - left) / (right - left)
+            new = col_scale[left] * (1.0 - t) + col_scale[right] * t
+        f = new / col_scale[c]
+        for y in range(row0, row1 + 1):
+            if regions[y, c] == rid:
+                out_native[y, c] *= f
+        for j in range(j0, j1):
+            if regions[near[j], c] == rid:
+                out_os[j, c] *= f
+
+
+@numba.njit(cache=True, nogil=True)
 def _fit_region(
     flux, alpha, regions, rid, row0, row1, a0, a1, nknots, min_good,
     window, sigma, max_iter, gap_ratio, order_code, max_reject_fraction, scale_top,
@@ -126,19 +239,15 @@ def _fit_region(
     bval = np.zeros((nr, nx, 4))
     fbin = np.zeros((nr, nx), dtype=np.int64)
     rej = np.full((nr, nx), -1, dtype=np.int64)  # column whose fit rejected the pixel
-    ngood = np.zeros(nx, dtype=np.int64)
+    norm, ngood = column_norms(
+        flux, alpha, regions, rid, row0, row1, a0, a1, 2 * nknots, MAX_MISSING_FLUX
+    )
     clo = np.full(nx, np.inf)
     chi = np.full(nx, -np.inf)
     b = np.empty(4)
     for x in range(nx):
-        s = 0.0
-        for rr in range(nr):
-            y = row0 + rr
-            if regions[y, x] == rid and np.isfinite(flux[y, x]) and np.isfinite(alpha[y, x]):
-                s += flux[y, x]
-                ngood[x] += 1
+        s = norm[x]
         if not s > 0:
-            ngood[x] = 0
             continue
         for rr in range(nr):
             y = row0 + rr
@@ -162,6 +271,7 @@ def _fit_region(
     coef = np.zeros(ncoef)
     prev = np.zeros(ncoef)
     prev_try = np.zeros(ncoef)
+    col_scale = np.full(nx, np.nan)
     occ = np.zeros(nfine, dtype=np.int64)
     resid = np.empty((nr, 2 * window + 1))
     col_d = np.empty(nr)
@@ -231,9 +341,8 @@ def _fit_region(
             hi = -np.inf
             npts = 0
             for x in range(wl, wr + 1):
-                if ngood[x] > 0:
-                    lo = min(lo, clo[x])
-                    hi = max(hi, chi[x])
+                lo = min(lo, clo[x])
+                hi = max(hi, chi[x])
             blo = min(max(int((lo - a0) / binw), 0), nfine - 1)
             bhi = min(max(int((hi - a0) / binw), 0), nfine - 1)
             run = 0
@@ -328,6 +437,7 @@ def _fit_region(
             scale = column_scale(col_d, col_m, n, scale_top, scale_sigma)
             if not np.isfinite(scale):
                 continue
+            col_scale[c] = scale
             for rr in range(nr):
                 y = row0 + rr
                 if np.isfinite(out_norm[y, c]) and regions[y, c] == rid:
@@ -338,6 +448,8 @@ def _fit_region(
                 a = alpha_os[j, c]
                 if np.isfinite(a) and lo <= a <= hi:
                     out_os[j, c] = scale * evaluate(a, a0, inv_h, nknots, coef, b)
+    _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, near, j0, j1,
+                          out_native, out_os)
     counts[0] = n_fit
     counts[1] = n_reuse
     counts[2] = n_rej
