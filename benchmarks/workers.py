@@ -1,0 +1,513 @@
+"""Benchmark workers: each measurement runs in its own process.
+
+Invoked by ``run_benchmarks.py`` as ``python benchmarks/workers.py '<json spec>'``;
+prints one JSON line prefixed with ``RESULT `` on stdout. Every worker reports wall
+times (``time.perf_counter``), a per-stage breakdown, the output shape and its peak
+resident memory: the kernel's high-water mark is reset (``/proc/self/clear_refs``)
+once the inputs are loaded, so ``peak_mb`` is the peak RSS reached while the
+implementation ran and ``peak_delta_mb`` that peak minus the RSS before it started.
+
+Stage timing wraps module-level functions of each implementation (ours:
+``atm_step.core.*`` and the mode adapters; jwst: ``jwst.adaptive_trace_model.trace_model``)
+in this process only; no code of either implementation is changed or copied.
+"""
+
+import json
+import os
+import sys
+import time
+import warnings
+from collections import defaultdict
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("ATM_STEP_TEST_DATA", REPO.parent / "shared" / "data"))
+
+os.environ.setdefault("STPIPE_DISABLE_CRDS_STEPPARS", "True")
+os.environ.setdefault("CRDS_SERVER_URL", "https://jwst-crds.invalid")
+
+
+# ----------------------------------------------------------------------------- memory
+def _status_kb(key):
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            if line.startswith(key + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+class PeakMemory:
+    """Peak RSS of this process from ``reset()`` on (MB)."""
+
+    def reset(self):
+        self.base_kb = _status_kb("VmRSS")
+        try:
+            with open("/proc/self/clear_refs", "w") as fh:
+                fh.write("5")
+            self.exact = True
+        except OSError:
+            self.exact = False
+        return self
+
+    def report(self):
+        hwm = _status_kb("VmHWM")
+        return {
+            "peak_mb": hwm / 1024.0,
+            "peak_delta_mb": (hwm - self.base_kb) / 1024.0,
+            "base_mb": self.base_kb / 1024.0,
+            "peak_exact": self.exact,
+        }
+
+
+# ----------------------------------------------------------------------------- stages
+class StageTimer:
+    """Attribute wall time to named stages by wrapping functions (outermost wins)."""
+
+    def __init__(self):
+        self.times = defaultdict(float)
+        self.depth = 0
+        self._undo = []
+
+    def wrap(self, owner, name, stage):
+        original = getattr(owner, name)
+        timer = self
+
+        def wrapper(*args, **kwargs):
+            if timer.depth:
+                return original(*args, **kwargs)
+            timer.depth += 1
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                timer.times[stage] += time.perf_counter() - t0
+                timer.depth -= 1
+
+        setattr(owner, name, wrapper)
+        self._undo.append((owner, name, original))
+        return original
+
+    def clear(self):
+        self.times = defaultdict(float)
+
+    @contextmanager
+    def stage(self, stage):
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.times[stage] += time.perf_counter() - t0
+
+
+def _quiet_logs():
+    import logging
+
+    for name in ("stpipe", "jwst", "atm_step", "stcal", "py.warnings", "CRDS", "crds"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+
+
+def _load_scene(path):
+    with np.load(path) as z:
+        return {k: z[k] for k in z.files}
+
+
+def _local_crds():
+    """Answer stpipe's CRDS context query locally (see the shared data README)."""
+    try:
+        from stpipe import crds_client
+
+        crds_client.get_context_used = lambda observatory: "jwst_0000.pmap"
+    except Exception:  # noqa: BLE001 - optional
+        pass
+
+
+# ----------------------------------------------------------------------------- ours, arrays
+def _ours_core_stages(timer):
+    from atm_step.core import combine, errors, linear, stats, trace_fit
+
+    timer.wrap(stats, "image_statistics", "statistics")
+    timer.wrap(stats, "regions_over_threshold", "statistics")
+    timer.wrap(trace_fit, "fit_regions", "spline fits")
+    timer.wrap(linear, "linear_oversample", "oversampling")
+    timer.wrap(combine, "combine_models", "oversampling")
+    timer.wrap(errors, "oversample_errors", "errors/DQ/WCS")
+
+
+def _force_fitted(k):
+    """Make the fit threshold pass for exactly ``k`` regions (spread over the detector)."""
+    from atm_step.core import stats
+
+    original = stats.regions_over_threshold
+
+    def forced(flux, alpha, regions, ids, *args, **kwargs):
+        original(flux, alpha, regions, ids, *args, **kwargs)  # keep its cost
+        mask = np.zeros(len(ids), dtype=bool)
+        if k > 0:
+            mask[np.unique(np.linspace(0, len(ids) - 1, k).round().astype(int))] = True
+        return mask
+
+    stats.regions_over_threshold = forced
+
+
+def ours_core(spec):
+    """Our core on a saved scene: one warm-up call, then best of ``repeats``."""
+    t_import = time.perf_counter()
+    from atm_step.core import FitParameters, adaptive_trace_model
+
+    t_import = time.perf_counter() - t_import
+    scenes = [_load_scene(p) for p in spec["scenes"]]
+    mem = PeakMemory()
+    timer = StageTimer()
+    _ours_core_stages(timer)
+    if spec.get("force_fitted") is not None:
+        _force_fitted(int(spec["force_fitted"]))
+    params = FitParameters.nirspec_ifu("NRS1")
+    kwargs = dict(
+        oversample=spec["oversample"],
+        fit_threshold=spec["fit_threshold"],
+        slope_limit=spec["slope_limit"],
+        parameters=params,
+        maximum_cores=spec.get("cores", 1),
+        **spec.get("tuning", {}),
+    )
+
+    def run_all():
+        out = None
+        for s in scenes:
+            out = adaptive_trace_model(s["flux"], s["alpha"], s["regions"], err=s["err"], **kwargs)
+        return out
+
+    t0 = time.perf_counter()
+    run_all()
+    first = time.perf_counter() - t0
+    mem.reset()
+    best, best_stages, result = np.inf, None, None
+    for _ in range(spec.get("repeats", 3)):
+        timer.clear()
+        t0 = time.perf_counter()
+        result = run_all()
+        wall = time.perf_counter() - t0
+        if wall < best:
+            best, best_stages = wall, dict(timer.times)
+    best_stages["other"] = max(best - sum(best_stages.values()), 0.0)
+    return {
+        "wall": best,
+        "first_call": first,
+        "import": t_import,
+        "stages": best_stages,
+        "n_fitted": result.n_fitted,
+        "n_regions": int(result.region_ids.size),
+        "shape": list(result.flux.shape),
+        **mem.report(),
+    }
+
+
+# ----------------------------------------------------------------------------- jwst, arrays
+def jwst_core(spec):
+    """
+    jwst 3.0's array functions on a saved scene, as ``fit_and_oversample`` chains them.
+
+    Statistics (``scs``) and thresholds as ``fit_and_oversample`` computes them for
+    NRS_IFU; ``fit_all_regions`` with ``_set_fit_kwargs("NRS_IFU", "NRS1", None, nx)``;
+    ``oversample_flux`` (N > 1) or ``_trace_image`` (N = 1); ``linear_oversample`` of
+    the errors and ``_inflate_error``. The along-slice coordinate at the oversampled
+    rows is given (the same linear interpolation our core computes itself).
+
+    With ``max_fit = K``, only the first K regions that pass jwst's own threshold test
+    are really fitted (``fit_2d_spline_trace`` returns no splines for the others); the
+    fit and oversampling times are then extrapolated to all passing regions from the
+    measured per-slice costs and reported as ``extrapolated``.
+    """
+    from jwst.adaptive_trace_model import trace_model as tm
+
+    from atm_step.core import grid, linear
+
+    _quiet_logs()
+    s = _load_scene(spec["scenes"][0])
+    flux = s["flux"].astype(np.float64)
+    err = s["err"].astype(np.float64)
+    regions = s["regions"].astype(np.int32)
+    alpha = np.where(regions > 0, s["alpha"], np.nan)
+    ny, nx = flux.shape
+    N = float(spec["oversample"])
+    fit_threshold = spec["fit_threshold"]
+    slope_limit = spec["slope_limit"]
+    max_fit = spec.get("max_fit")
+
+    # count / cap the real spline fits
+    fit_log = {"passed": [], "fitted": [], "fit_time": 0.0}
+    original_fit = tm.fit_2d_spline_trace
+
+    def capped_fit(*args, **kwargs):
+        fit_log["passed"].append(1)
+        if max_fit is not None and len(fit_log["fitted"]) >= max_fit:
+            return {}
+        t0 = time.perf_counter()
+        out = original_fit(*args, **kwargs)
+        fit_log["fit_time"] += time.perf_counter() - t0
+        fit_log["fitted"].append(1)
+        return out
+
+    tm.fit_2d_spline_trace = capped_fit
+    mem = PeakMemory().reset()
+    # the oversampled along-slice coordinate (jwst: from the WCS): counted in the
+    # memory peak, not in the time
+    y_os = grid.oversampled_rows(ny, N)
+    near = grid.nearest_native_row(ny, N)
+    alpha_os = linear.linear_oversample(
+        alpha, regions.astype(np.int64), y_os, near, preserve_nan=False, extrapolate=True
+    )
+    st = StageTimer()
+    t_start = time.perf_counter()
+    with st.stage("statistics"):
+        mean, _, rms = tm.scs(flux[regions > 0])
+        mean = mean if np.isfinite(mean) else 0.0
+        rms = rms if np.isfinite(rms) else 0.0
+        if mean < 0:
+            flux = flux - mean
+            mean = 0.0
+    fit_kwargs = tm._set_fit_kwargs("NRS_IFU", "NRS1", None, nx)
+    ids = np.unique(regions[regions > 0])
+    if fit_threshold > 0:
+        fit_kwargs["peak_threshold"] = dict.fromkeys(ids, mean + fit_threshold * rms)
+    else:
+        fit_kwargs["snr_threshold"] = None
+    with st.stage("spline fits"):
+        splines = tm.fit_all_regions(flux, err, alpha, regions, **fit_kwargs)
+    pad = tm._set_oversample_kwargs("NRS_IFU", "NRS1")
+    with st.stage("oversampling"):
+        if N == 1:
+            tm._trace_image(flux.shape, splines, regions, alpha, slope_limit=slope_limit, pad=2)
+            shape = list(flux.shape)
+        else:
+            out = tm.oversample_flux(
+                flux, alpha, regions, splines, N, alpha_os, slope_limit=slope_limit, **pad
+            )
+            shape = list(out[0].shape)
+    with st.stage("errors/DQ/WCS"):
+        if N != 1:
+            err_os = tm.linear_oversample(err, regions, N, pad["require_ngood"], 0, False)
+            tm._inflate_error(err_os, "err", N)
+    wall = time.perf_counter() - t_start
+    stages = dict(st.times)
+    n_passed, n_fitted = len(fit_log["passed"]), len(fit_log["fitted"])
+    extrapolated = n_fitted < n_passed
+    per_slice_fit = fit_log["fit_time"] / n_fitted if n_fitted else 0.0
+    est = dict(stages)
+    if extrapolated:
+        # spline fits: the missing slices at the measured per-slice cost
+        est["spline fits"] += (n_passed - n_fitted) * per_slice_fit
+        # oversampling: the extra cost of a fitted slice over a linear-only one,
+        # measured on the fitted slices alone and on as many linear-only slices
+        fitted_ids = [r for r in ids if splines.get(r)]
+        other_ids = [r for r in ids if not splines.get(r)][: len(fitted_ids)]
+        if N == 1:
+            extra = stages["oversampling"] / max(len(fitted_ids), 1)
+        else:
+            def cost(sel):
+                sub = np.where(np.isin(regions, sel), regions, 0)
+                t0 = time.perf_counter()
+                tm.oversample_flux(
+                    flux, alpha, sub, splines, N, alpha_os, slope_limit=slope_limit, **pad
+                )
+                return time.perf_counter() - t0
+
+            extra = (cost(fitted_ids) - cost(other_ids)) / max(len(fitted_ids), 1)
+        est["oversampling"] += (n_passed - n_fitted) * max(extra, 0.0)
+        est["oversample_extra_per_slice"] = extra
+    total_est = sum(v for k, v in est.items() if k != "oversample_extra_per_slice")
+    return {
+        "wall": total_est,
+        "wall_measured": wall,
+        "stages": {k: v for k, v in est.items() if k != "oversample_extra_per_slice"},
+        "stages_measured": stages,
+        "extrapolated": extrapolated,
+        "n_fitted": n_passed,
+        "n_fitted_really": n_fitted,
+        "fit_per_slice": per_slice_fit,
+        "oversample_extra_per_slice": est.get("oversample_extra_per_slice"),
+        "n_regions": int(ids.size),
+        "shape": shape,
+        **mem.report(),
+    }
+
+
+# ----------------------------------------------------------------------------- steps
+def _miri_input(workdir):
+    """A MIRI MRS ch3+4 LONG exposure with a point source, saved once as FITS."""
+    path = Path(workdir) / "miri_mrs_point_source_cal.fits"
+    if not path.is_file():
+        sys.path.insert(0, str(REPO / "tests"))
+        import helpers  # tests/helpers.py: the shared MIRI MRS builder
+
+        model = helpers.miri_mrs_model(DATA_DIR, workdir)
+        helpers.inject_point_source(model, alpha0=0.3, beta0=0.0)
+        model.save(str(path))
+        model.close()
+    return path
+
+
+def step_run(spec):
+    """One step end to end on a file: open (I/O), run, save (I/O); stage breakdown."""
+    _quiet_logs()
+    _local_crds()
+    from stdatamodels.jwst import datamodels
+
+    impl = spec["impl"]
+    path = spec["path"]
+    N = float(spec["oversample"])
+    timer = StageTimer()
+    if impl == "jwst":
+        import jwst.adaptive_trace_model.adaptive_trace_model_step as jstep
+        from jwst.adaptive_trace_model import trace_model as tm
+
+        timer.wrap(tm, "scs", "statistics")
+        timer.wrap(tm, "fit_all_regions", "spline fits")
+        timer.wrap(tm, "oversample_flux", "oversampling")
+        timer.wrap(tm, "_trace_image", "oversampling")
+        timer.wrap(tm, "linear_oversample", "errors/DQ/WCS")
+        inner = {"t": 0.0}
+        original = jstep.fit_and_oversample
+
+        def timed(*args, **kwargs):
+            t0 = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                inner["t"] += time.perf_counter() - t0
+
+        jstep.fit_and_oversample = timed
+        step_cls = jstep.AdaptiveTraceModelStep
+        repeats = 1
+    else:
+        import atm_step.modes.base as mbase
+        import atm_step.modes.writeback as wb
+        from atm_step import AdaptiveTraceModelStep as step_cls
+
+        _ours_core_stages(timer)
+        timer.wrap(mbase.ModeAdapter, "core_inputs", "errors/DQ/WCS")
+        timer.wrap(wb, "apply_result", "errors/DQ/WCS")
+        inner = None
+        repeats = spec.get("repeats", 3)
+        # warm-up (JIT from the cache), not timed
+        with datamodels.open(path) as m:
+            step_cls.call(m, oversample=N, skip=False).close()
+
+    out_path = Path(spec["workdir"]) / f"{impl}_N{N:g}_{Path(path).name}"
+    mem = PeakMemory().reset()
+    best = None
+    for _ in range(repeats):
+        timer.clear()
+        if inner:
+            inner["t"] = 0.0
+        t0 = time.perf_counter()
+        with timer.stage("I/O"):
+            model = datamodels.open(path)
+        t1 = time.perf_counter()
+        result = step_cls.call(model, oversample=N, skip=False)
+        t2 = time.perf_counter()
+        with timer.stage("I/O"):
+            result.save(str(out_path))
+        t3 = time.perf_counter()
+        stages = dict(timer.times)
+        if inner is not None:
+            known = sum(v for k, v in stages.items() if k not in ("I/O", "errors/DQ/WCS"))
+            stages["errors/DQ/WCS"] = stages.get("errors/DQ/WCS", 0.0) + max(
+                inner["t"] - known - stages.get("errors/DQ/WCS", 0.0), 0.0
+            )
+        run = {
+            "wall": t2 - t1,
+            "wall_with_io": t3 - t0,
+            "stages": stages,
+            "shape": list(result.data.shape),
+            "status": str(result.meta.cal_step.adaptive_trace_model),
+        }
+        run["stages"]["other"] = max(
+            run["wall_with_io"] - sum(v for v in stages.values()), 0.0
+        )
+        if best is None or run["wall"] < best["wall"]:
+            best = run
+        result.close()
+        model.close()
+    best.update(mem.report())
+    return best
+
+
+def ours_step_core(spec):
+    """Our core alone on the arrays our MIRI/MOS adapter hands it (best of repeats)."""
+    _quiet_logs()
+    from stdatamodels.jwst import datamodels
+
+    from atm_step.core import adaptive_trace_model
+    from atm_step.modes import adapters_for
+
+    N = float(spec["oversample"])
+    with datamodels.open(spec["path"]) as model:
+        inputs = [a.core_inputs(N) for a in adapters_for(model)]
+
+    def run():
+        out = None
+        for inp in inputs:
+            out = adaptive_trace_model(
+                inp.flux, inp.alpha, inp.regions, err=inp.err, variances=inp.variances,
+                oversample=N, pad=inp.pad, alpha_os=inp.alpha_os,
+                channel_groups=inp.channel_groups, parameters=inp.parameters,
+            )
+        return out
+
+    run()
+    best = np.inf
+    for _ in range(spec.get("repeats", 3)):
+        t0 = time.perf_counter()
+        res = run()
+        best = min(best, time.perf_counter() - t0)
+    return {"wall": best, "n_fitted": res.n_fitted, "n_regions": int(res.region_ids.size)}
+
+
+def make_miri(spec):
+    """Build the MIRI MRS input file (once)."""
+    _quiet_logs()
+    return {"path": str(_miri_input(spec["workdir"]))}
+
+
+# ----------------------------------------------------------------------------- JIT
+def jit_start(spec):
+    """Import, first call and steady call of our core in a fresh process."""
+    t0 = time.perf_counter()
+    from atm_step.core import FitParameters, adaptive_trace_model
+
+    t_import = time.perf_counter() - t0
+    s = _load_scene(spec["scenes"][0])
+    kw = dict(
+        err=s["err"], variances={"var_poisson": s["err"] ** 2}, oversample=3.0,
+        fit_threshold=0.0, slope_limit=0.1, parameters=FitParameters.nirspec_ifu("NRS1"),
+    )
+    t0 = time.perf_counter()
+    adaptive_trace_model(s["flux"], s["alpha"], s["regions"], **kw)
+    first = time.perf_counter() - t0
+    steady = np.inf
+    for _ in range(2):
+        t0 = time.perf_counter()
+        adaptive_trace_model(s["flux"], s["alpha"], s["regions"], **kw)
+        steady = min(steady, time.perf_counter() - t0)
+    return {"import": t_import, "first": first, "steady": steady,
+            "compile": max(first - steady, 0.0)}
+
+
+WORKERS = {
+    "ours_core": ours_core,
+    "jwst_core": jwst_core,
+    "step_run": step_run,
+    "ours_step_core": ours_step_core,
+    "make_miri": make_miri,
+    "jit_start": jit_start,
+}
+
+if __name__ == "__main__":
+    job = json.loads(sys.argv[1])
+    out = WORKERS[job["kind"]](job)
+    sys.stdout.write("RESULT " + json.dumps(out) + "\n")
