@@ -11,9 +11,12 @@ Both forms of NIRSpec IFU WCS that jwst 3.0 writes are accepted through
 the default) and the slice-based one.
 """
 
+import copy
 import logging
 
 import numpy as np
+from astropy.modeling import bind_bounding_box
+from gwcs import selector
 
 from atm_step.core import FitParameters
 from atm_step.modes.base import ModeAdapter, _map_bbox
@@ -47,8 +50,9 @@ class NIRSpecIFUAdapter(ModeAdapter):
         self.slice_wcs = nrs_ifu_wcs(model)
 
     def _slice_coords(self, slice_wcs, x, y):
-        frame = slice_wcs.available_frames[0]
-        _, ys, lam = slice_wcs.transform(frame, "slicer", x, y)
+        # the caller restricts (x, y) to the slice's bounding box
+        to_slicer = slice_wcs.get_transform(slice_wcs.available_frames[0], "slicer")
+        _, ys, lam = to_slicer(x, y)
         return -np.asarray(ys, dtype=np.float64), np.asarray(lam, dtype=np.float64) * 1e6
 
     def _evaluate(self, x, y):
@@ -97,24 +101,33 @@ class NIRSpecIFUAdapter(ModeAdapter):
     def _update_extra_bboxes(self, new_wcs, map_pixels):
         """
         Carry the per-slice bounding boxes held by the ``detector -> slicer`` selector
-        (read by `nrs_wcs_set_input`) to the oversampled pixel frame.
+        (read by `nrs_wcs_set_input`) to the oversampled pixel frame, as jwst does.
+
+        A new selector is built; the input model's transforms are not modified.
         """
         if len(new_wcs.pipeline) < 2:
             return
-        selector = getattr(new_wcs.pipeline[1].transform, "selector", None)
-        if selector is None:
+        old = new_wcs.pipeline[1].transform
+        if not isinstance(old, selector.RegionsSelector):
             return
-        import copy
-
-        selector = copy.deepcopy(selector)
-        for key, transform in selector.items():
+        transforms = {}
+        for key, transform in old.selector.items():
+            transform = copy.deepcopy(transform)
             try:
-                bbox = transform.bounding_box
+                bbox = transform.bounding_box.bounding_box(order="F")
             except NotImplementedError:
+                transforms[key] = transform
                 continue
-            (x0, x1), (y0, y1) = bbox.bounding_box(order="F")
-            transform.bounding_box = None
-            from astropy.modeling import bind_bounding_box
-
-            bind_bounding_box(transform, _map_bbox(((x0, x1), (y0, y1)), map_pixels), order="F")
-        new_wcs.pipeline[1].transform.selector = selector
+            bind_bounding_box(transform, _map_bbox(bbox, map_pixels), order="F")
+            transforms[key] = transform
+        new = selector.RegionsSelector(
+            old.inputs,
+            old.outputs,
+            label_mapper=old.label_mapper,
+            selector=transforms,
+            undefined_transform_value=old.undefined_transform_value,
+            name=old.name,
+        )
+        new.inputs = old.inputs
+        new.outputs = old.outputs
+        new_wcs.pipeline[1].transform = new
