@@ -5,6 +5,7 @@ import logging
 import os
 import sys
 import time
+import uuid
 from pathlib import Path
 
 from atm_step.batch.inputs import expand_inputs, output_name
@@ -232,12 +233,20 @@ def _client(distributed, scheduler, workers, n_jobs, options, connect_timeout):
         with distributed.Client(cluster) as client:
             yield client
     finally:
-        cluster.close(timeout=30)
+        # a worker that takes more than 4 s to exit is killed, with a warning: fine here
+        nanny = logging.getLogger("distributed.nanny")
+        level = nanny.level
+        nanny.setLevel(logging.ERROR)
+        try:
+            cluster.close(timeout=30)
+        finally:
+            nanny.setLevel(level)
 
 
 def _compute(distributed, client, jobs, show):
     """Submit one task per job and gather the rows as they complete, in job order."""
-    keys = [f"atm-{i}-{Path(job.input).name}" for i, job in enumerate(jobs)]
+    batch = uuid.uuid4().hex[:8]
+    keys = [f"atm-{batch}-{i}-{Path(job.input).name}" for i, job in enumerate(jobs)]
     futures = client.map(process_exposure, jobs, key=keys, pure=False)
     index = {f.key: i for i, f in enumerate(futures)}
     results = [None] * len(jobs)
