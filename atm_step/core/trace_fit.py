@@ -234,11 +234,11 @@ def _fit_region(
     binw = h / FINE_BINS_PER_KNOT
 
     # --- per-pixel quantities, computed once -------------------------------------
-    v = np.full((nr, nx), np.nan)  # normalised values
-    bidx = np.full((nr, nx), -1, dtype=np.int64)
-    bval = np.zeros((nr, nx, 4))
-    fbin = np.zeros((nr, nx), dtype=np.int64)
-    rej = np.full((nr, nx), -1, dtype=np.int64)  # column whose fit rejected the pixel
+    v = np.full((nx, nr), np.nan)  # normalised values
+    bidx = np.full((nx, nr), -1, dtype=np.int64)
+    bval = np.zeros((nx, nr, 4))
+    fbin = np.zeros((nx, nr), dtype=np.int64)
+    rej = np.full((nx, nr), -1, dtype=np.int64)  # column whose fit rejected the pixel
     norm, ngood = column_norms(
         flux, alpha, regions, rid, row0, row1, a0, a1, 2 * nknots, MAX_MISSING_FLUX
     )
@@ -253,11 +253,11 @@ def _fit_region(
             y = row0 + rr
             if regions[y, x] == rid and np.isfinite(flux[y, x]) and np.isfinite(alpha[y, x]):
                 a = alpha[y, x]
-                v[rr, x] = flux[y, x] / s
-                bidx[rr, x] = basis(a, a0, inv_h, nknots, b)
+                v[x, rr] = flux[y, x] / s
+                bidx[x, rr] = basis(a, a0, inv_h, nknots, b)
                 for p in range(4):
-                    bval[rr, x, p] = b[p]
-                fbin[rr, x] = min(max(int((a - a0) / binw), 0), nfine - 1)
+                    bval[x, rr, p] = b[p]
+                fbin[x, rr] = min(max(int((a - a0) / binw), 0), nfine - 1)
                 if a < clo[x]:
                     clo[x] = a
                 if a > chi[x]:
@@ -273,7 +273,7 @@ def _fit_region(
     prev_try = np.zeros(ncoef)
     col_scale = np.full(nx, np.nan)
     occ = np.zeros(nfine, dtype=np.int64)
-    resid = np.empty((nr, 2 * window + 1))
+    resid = np.empty((2 * window + 1, nr))
     col_d = np.empty(nr)
     col_m = np.empty(nr)
     n_fit = 0
@@ -306,10 +306,10 @@ def _fit_region(
                 occ[:] = 0
                 for x in range(tl, tr + 1):
                     for rr in range(nr):
-                        i = bidx[rr, x]
+                        i = bidx[x, rr]
                         if i >= 0:
-                            occ[fbin[rr, x]] += 1
-                            accumulate(ata_all, aty_all, i, bval[rr, x], v[rr, x], 1.0)
+                            occ[fbin[x, rr]] += 1
+                            accumulate(ata_all, aty_all, i, bval[x, rr], v[x, rr], 1.0)
                 wl = tl
                 wr = tr
                 since_refresh = 0
@@ -318,17 +318,17 @@ def _fit_region(
                 for x in range(wl, wr + 1):
                     if x < tl or x > tr:
                         for rr in range(nr):
-                            i = bidx[rr, x]
+                            i = bidx[x, rr]
                             if i >= 0:
-                                occ[fbin[rr, x]] -= 1
-                                accumulate(ata_all, aty_all, i, bval[rr, x], v[rr, x], -1.0)
+                                occ[fbin[x, rr]] -= 1
+                                accumulate(ata_all, aty_all, i, bval[x, rr], v[x, rr], -1.0)
                 for x in range(tl, tr + 1):
                     if x < wl or x > wr:
                         for rr in range(nr):
-                            i = bidx[rr, x]
+                            i = bidx[x, rr]
                             if i >= 0:
-                                occ[fbin[rr, x]] += 1
-                                accumulate(ata_all, aty_all, i, bval[rr, x], v[rr, x], 1.0)
+                                occ[fbin[x, rr]] += 1
+                                accumulate(ata_all, aty_all, i, bval[x, rr], v[x, rr], 1.0)
                 wl = tl
                 wr = tr
                 since_refresh += 1
@@ -373,13 +373,13 @@ def _fit_region(
                     nacc = 0
                     for x in range(wl, wr + 1):
                         for rr in range(nr):
-                            i = bidx[rr, x]
-                            if i < 0 or rej[rr, x] == c:
+                            i = bidx[x, rr]
+                            if i < 0 or rej[x, rr] == c:
                                 continue
-                            f = (coef[i] * bval[rr, x, 0] + coef[i + 1] * bval[rr, x, 1]
-                                 + coef[i + 2] * bval[rr, x, 2] + coef[i + 3] * bval[rr, x, 3])
-                            d = v[rr, x] - f
-                            resid[rr, x - wl] = d
+                            f = (coef[i] * bval[x, rr, 0] + coef[i + 1] * bval[x, rr, 1]
+                                 + coef[i + 2] * bval[x, rr, 2] + coef[i + 3] * bval[x, rr, 3])
+                            d = v[x, rr] - f
+                            resid[x - wl, rr] = d
                             sr += d
                             ss += d * d
                             nacc += 1
@@ -390,8 +390,8 @@ def _fit_region(
                     nnew = 0
                     for x in range(wl, wr + 1):
                         for rr in range(nr):
-                            if bidx[rr, x] >= 0 and rej[rr, x] != c:
-                                if abs(resid[rr, x - wl]) > limit:
+                            if bidx[x, rr] >= 0 and rej[x, rr] != c:
+                                if abs(resid[x - wl, rr]) > limit:
                                     nnew += 1
                     if nnew == 0:
                         break
@@ -399,10 +399,10 @@ def _fit_region(
                         break  # too many outliers: keep the current fit
                     for x in range(wl, wr + 1):
                         for rr in range(nr):
-                            i = bidx[rr, x]
-                            if i >= 0 and rej[rr, x] != c and abs(resid[rr, x - wl]) > limit:
-                                accumulate(ata, aty, i, bval[rr, x], v[rr, x], -1.0)
-                                rej[rr, x] = c
+                            i = bidx[x, rr]
+                            if i >= 0 and rej[x, rr] != c and abs(resid[x - wl, rr]) > limit:
+                                accumulate(ata, aty, i, bval[x, rr], v[x, rr], -1.0)
+                                rej[x, rr] = c
                     nrej_col += nnew
                     ok = solve_banded(ata, aty, chol, prev_try)
                     if not ok:
