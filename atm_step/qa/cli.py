@@ -40,6 +40,7 @@ def add_arguments(parser):
                         help="cubes built from before/after, for the brightest-spaxel spectra figure")
     parser.add_argument("--simulate", default=None, metavar="SCENE",
                         help="instead of files, run the core on a simulated scene (atm_step.simulate)")
+    parser.add_argument("--nx", type=int, default=400, help="columns of the simulated scene (with --simulate)")
     return parser
 
 
@@ -184,7 +185,7 @@ def run_from_args(args):
         from atm_step.simulate import make_scene
 
         n = args.oversample or 3.0
-        sc = make_scene(args.simulate, nx=400, ny=None)
+        sc = make_scene(args.simulate, nx=args.nx, ny=None)
         reg_os, alpha_os = sc.oversampled_alpha(n)
         res = adaptive_trace_model(sc.flux, sc.alpha, sc.regions, err=sc.err, oversample=n, alpha_os=alpha_os,
                                    parameters=FitParameters.nirspec_ifu("NRS1"))

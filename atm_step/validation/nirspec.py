@@ -214,7 +214,7 @@ def nebula_metrics(cfg=DEFAULT_CONFIG, min_distance=0.5):
     db = np.abs(scene.beta - star.beta)[:, None]
     far = (np.hypot(da, db) > min_distance) & np.isfinite(truth[:, :, 0])
     lam = scene.column_wavelength
-    centres = [np.interp(ln.wavelength, lam, np.arange(lam.size)) for ln in scene.nebula.spectrum.lines]
+    centres = [np.interp(ln.center, lam, np.arange(lam.size)) for ln in scene.nebula.spectrum.lines]
     idx = np.argwhere(far)
     tl = np.array([Q.line_fluxes(truth[i, k], centres, 4) for i, k in idx])
     spax = Q.brightest_spaxels(truth, 20)

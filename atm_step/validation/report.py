@@ -70,10 +70,13 @@ def generate(out_dir="docs", cfg=V.DEFAULT_CONFIG, figures=True):
     if figures:
         results["figures"] = {k: str(Path(v).relative_to(out)) for k, v in _figures(ps, figdir).items()}
     results["point_source"] = {k: ps[k] for k in ("rows", "noise_floor", "noise_floor_rms", "ideal", "jwst_fit_seconds")}
-    results["nebula"] = V.nebula_metrics(cfg)
-    results["two_sources"] = V.two_sources_metrics(cfg)
-    results["bad_pixels"] = V.bad_pixel_metrics(cfg)
-    results["errors"] = V.error_metrics(cfg)
+    for name, fn in (("nebula", V.nebula_metrics), ("two_sources", V.two_sources_metrics),
+                     ("bad_pixels", V.bad_pixel_metrics), ("errors", V.error_metrics)):
+        try:
+            results[name] = fn(cfg)
+        except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
+            log.exception("validation section %s failed", name)
+            results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
     results["seconds"] = time.perf_counter() - t0
     (out / "validation.json").write_text(json.dumps(results, indent=1, default=lambda o: o if not isinstance(o, np.generic) else o.item()))
     (out / "validation.md").write_text(render_markdown(results))
@@ -133,7 +136,15 @@ def render_markdown(r):
         w(f"\n![brightest spaxels]({f['spectra']})\n")
         w(f"![profiles]({f['profile']})\n")
         w(f"![model map]({f['map']})\n")
+    def failed(key):
+        if "failed" in r[key]:
+            w(f"\n**{key}: failed** ({r[key]['failed']})\n")
+            return True
+        return False
+
     neb = r["nebula"]
+    if failed("nebula"):
+        neb = {"rows": [], "n_spaxels": 0}
     w("## 2. Emission lines: star + field-filling nebula\n")
     w(f"Line flux (4 lines, ±4 columns, linear continuum) in the {neb['n_spaxels']} spaxels more than 0.5\" from "
       "the star, method / truth; and the star's artifact half-amplitude in this scene.\n")
@@ -142,6 +153,8 @@ def render_markdown(r):
     for x in neb["rows"]:
         w(f"| {x['method']} | {x['N']} | {x['line_ratio']:.4f} | {x['line_p5']:.3f} - {x['line_p95']:.3f} | {_pct(x['half_amp'])} |")
     ts = r["two_sources"]
+    if failed("two_sources"):
+        ts = {"rows": [], "peaks": [(0, 0), (0, 0)], "names": ["source 0", "source 1"]}
     w("\n## 3. Two close sources with different spectra\n")
     w(f"Spaxel where each source's own truth peaks ({ts['names'][0]}: {tuple(ts['peaks'][0])}, "
       f"{ts['names'][1]}: {tuple(ts['peaks'][1])}); RMS of spaxel / truth - 1 over wavelength.\n")
@@ -151,6 +164,8 @@ def render_markdown(r):
         w(f"| {x['method']} | {x['N']} | {_pct(x['src0_rms_noisefree'])} | {_pct(x['src0_rms'])} | "
           f"{_pct(x['src1_rms_noisefree'])} | {_pct(x['src1_rms'])} |")
     bp = r["bad_pixels"]
+    if failed("bad_pixels"):
+        bp = {"rows": [], "n_clusters": 0, "slice": 0}
     w("\n## 4. Bad-pixel clusters on the trace\n")
     w(f"{bp['n_clusters']} clusters of 3x3 NaN pixels on the trace peak of slice {bp['slice']}; dip = 1 - cube / truth "
       "in the 3 trace spaxels at the cluster columns (negative = excess). jwst's `pixel_replace` (mingrad) "
@@ -160,6 +175,8 @@ def render_markdown(r):
     for x in bp["rows"]:
         w(f"| {x['processing']} | {_pct(x['worst_dip'], 1)} | {_pct(x['median_dip'], 1)} |")
     er = r["errors"]
+    if failed("errors"):
+        er = {"rows": []}
     w("\n## 5. Errors\n")
     w("Reported SNR = median over wavelength of aperture flux / aperture error (spaxel errors in quadrature). "
       "True scatter = standard deviation of the aperture spectrum around the same method applied to the "
