@@ -1,0 +1,92 @@
+"""Inputs atm-step refuses: each returns the model with S_TRCMOD = 'FAILED', a clear
+error naming the file and the reason, and the input file unchanged.
+
+jwst 3.0's own step marks unsupported model types FAILED the same way; for a model
+without a WCS it fails with an AttributeError, and for a TSO cube with oversample > 1
+it raises ValueError. atm-step refuses all three the same way (see docs/modes.md).
+"""
+
+import hashlib
+import logging
+
+import numpy as np
+import pytest
+from stdatamodels.jwst import datamodels
+
+from atm_step import AdaptiveTraceModelStep
+
+
+def _digest(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _run(path, caplog, **kwargs):
+    before = _digest(path)
+    with caplog.at_level(logging.INFO, logger="atm_step"):
+        result = AdaptiveTraceModelStep.call(str(path), **kwargs)
+    assert _digest(path) == before, f"{path} was modified"
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    return result, errors
+
+
+def test_imaging_model_is_refused(tmp_path, caplog):
+    model = datamodels.ImageModel(np.ones((20, 30), dtype=np.float32))
+    model.meta.instrument.name = "NIRCAM"
+    model.meta.instrument.detector = "NRCA1"
+    model.meta.exposure.type = "NRC_IMAGE"
+    path = tmp_path / "nircam_cal.fits"
+    model.save(str(path))
+    result, errors = _run(path, caplog, oversample=2)
+    assert result.meta.cal_step.adaptive_trace_model == "FAILED"
+    assert result.data.shape == (20, 30)
+    np.testing.assert_array_equal(result.data, 1.0)
+    assert any("nircam_cal.fits" in e and "ImageModel" in e for e in errors), errors
+
+
+def test_model_without_wcs_is_refused(mos_files, tmp_path, caplog):
+    model = datamodels.open(str(mos_files[0]))
+    model.meta.wcs = None
+    path = tmp_path / "mos_nowcs_cal.fits"
+    model.save(str(path))
+    result, errors = _run(path, caplog, oversample=2)
+    assert result.meta.cal_step.adaptive_trace_model == "FAILED"
+    assert result.data.shape == model.data.shape
+    assert result.trace_model is None or result.trace_model.size == 0
+    assert any("mos_nowcs_cal.fits" in e and "no WCS" in e for e in errors), errors
+
+
+@pytest.fixture
+def tso_file(mos_files, tmp_path):
+    """A 3-integration SlitModel cube built from a MOS cutout (the WCS is 2-D)."""
+    model = datamodels.open(str(mos_files[0]))
+    cube = datamodels.SlitModel()
+    cube.update(model)
+    cube.meta.wcs = model.meta.wcs
+    for name in ("data", "err", "var_poisson", "var_rnoise", "var_flat"):
+        setattr(cube, name, np.repeat(getattr(model, name)[None], 3, axis=0))
+    cube.dq = np.repeat(model.dq[None], 3, axis=0)
+    cube.meta.exposure.type = "NRS_BRIGHTOBJ"
+    path = tmp_path / "tso_calints.fits"
+    cube.save(str(path))
+    return path
+
+
+def test_tso_cube_with_oversampling_is_refused(tso_file, caplog):
+    result, errors = _run(tso_file, caplog, oversample=2)
+    assert result.meta.cal_step.adaptive_trace_model == "FAILED"
+    assert result.data.shape == (3, 25, 341)
+    assert any("tso_calints.fits" in e and "TSO" in e for e in errors), errors
+
+
+def test_tso_cube_without_oversampling_gets_a_trace_model(tso_file, caplog):
+    result, errors = _run(tso_file, caplog, oversample=1, fit_threshold=0, slope_limit=0)
+    assert not errors
+    assert result.meta.cal_step.adaptive_trace_model == "COMPLETE"
+    assert result.data.shape == (3, 25, 341)
+    assert result.trace_model.shape == (25, 341)
+    assert np.isfinite(result.trace_model).sum() > 1000
+
+
+def test_oversample_below_one_raises(mos_files):
+    with pytest.raises(ValueError, match="oversample must be"):
+        AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=0.5)
