@@ -10,7 +10,7 @@ is skipped by default inside the pipelines; switch it on with
 
 from jwst.pipeline import Spec2Pipeline, Spec3Pipeline
 
-from atm_step.step import AdaptiveTraceModelStep
+from atm_step.step import AdaptiveTraceModelStep, accept_jwst_parameter_class
 
 __all__ = ["PipelineAdaptiveTraceModelStep", "Spec2PipelineATM", "Spec3PipelineATM"]
 
@@ -29,9 +29,35 @@ class Spec2PipelineATM(Spec2Pipeline):
     class_alias = "calwebb_spec2_atm"
     step_defs = {**Spec2Pipeline.step_defs, "adaptive_trace_model": PipelineAdaptiveTraceModelStep}
 
+    @classmethod
+    def _parse_class_and_name(cls, config, parent=None, name=None, config_file=None):
+        # accept parameter files exported from jwst's Spec2Pipeline (stpipe hook)
+        accept_jwst_parameter_class(
+            cls,
+            config,
+            ("jwst.pipeline.calwebb_spec2.Spec2Pipeline", "jwst.pipeline.Spec2Pipeline",
+             "calwebb_spec2"),
+        )
+        return super()._parse_class_and_name(
+            config, parent=parent, name=name, config_file=config_file
+        )
+
 
 class Spec3PipelineATM(Spec3Pipeline):
     """jwst's `~jwst.pipeline.Spec3Pipeline` using atm-step for adaptive trace modelling."""
 
     class_alias = "calwebb_spec3_atm"
     step_defs = {**Spec3Pipeline.step_defs, "adaptive_trace_model": PipelineAdaptiveTraceModelStep}
+
+    @classmethod
+    def _parse_class_and_name(cls, config, parent=None, name=None, config_file=None):
+        # accept parameter files exported from jwst's Spec3Pipeline (stpipe hook)
+        accept_jwst_parameter_class(
+            cls,
+            config,
+            ("jwst.pipeline.calwebb_spec3.Spec3Pipeline", "jwst.pipeline.Spec3Pipeline",
+             "calwebb_spec3"),
+        )
+        return super()._parse_class_and_name(
+            config, parent=parent, name=name, config_file=config_file
+        )

@@ -24,6 +24,38 @@ INTERMEDIATE_SUFFIXES = {
 }
 
 
+#: Class names in parameter files written for jwst's step, read as ours.
+JWST_STEP_CLASSES = (
+    "jwst.adaptive_trace_model.adaptive_trace_model_step.AdaptiveTraceModelStep",
+    "jwst.adaptive_trace_model.AdaptiveTraceModelStep",
+    "jwst.step.AdaptiveTraceModelStep",
+    "adaptive_trace_model",
+)
+
+
+def accept_jwst_parameter_class(cls, config, jwst_classes):
+    """
+    Let a parameter file written for a jwst class configure ``cls``.
+
+    stpipe refuses a parameter file whose ``class`` is not a subclass of the class
+    being configured; a file exported from jwst's step (or pipeline) names jwst's
+    class. When it names one of ``jwst_classes``, the entry is replaced by ``cls``,
+    so the file's parameters apply unchanged.
+
+    Parameters
+    ----------
+    cls : type
+        The atm-step Step or Pipeline class being configured.
+    config : dict-like
+        The parameter-file section; updated in place.
+    jwst_classes : sequence of str
+        jwst class names (or aliases) accepted in place of ``cls``.
+    """
+    if "class" in config and str(config["class"]) in jwst_classes:
+        log.debug("Reading parameters written for %s as %s", config["class"], cls.__name__)
+        config["class"] = f"{cls.__module__}.{cls.__name__}"
+
+
 class AdaptiveTraceModelStep(Step):
     """
     Fit adaptive trace models to spectral images and optionally oversample them.
@@ -67,6 +99,14 @@ class AdaptiveTraceModelStep(Step):
     max_iter = integer(default=None) # Fit-and-reject passes per column (None: preset)
     gap_ratio = float(default=None) # Largest sampling gap, in knot intervals, before reusing a fit
     """  # noqa: E501
+
+    @classmethod
+    def _parse_class_and_name(cls, config, parent=None, name=None, config_file=None):
+        # accept parameter files exported from jwst's own step (stpipe hook)
+        accept_jwst_parameter_class(cls, config, JWST_STEP_CLASSES)
+        return super()._parse_class_and_name(
+            config, parent=parent, name=name, config_file=config_file
+        )
 
     @staticmethod
     def get_stpipe_loggers():

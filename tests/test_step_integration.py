@@ -1,0 +1,128 @@
+"""stpipe integration: entry point, aliases, pipelines, parameter files."""
+
+import subprocess
+import sys
+from importlib.resources import files
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from atm_step import AdaptiveTraceModelStep
+
+
+def test_entry_point_registers_alias_atm_and_pipelines():
+    from stpipe import entry_points
+
+    ours = {s.class_alias: s for s in entry_points.get_steps() if s.package_name == "atm-step"}
+    assert set(ours) == {"atm", "calwebb_spec2_atm", "calwebb_spec3_atm"}
+    assert ours["atm"].class_name == "atm_step.step.AdaptiveTraceModelStep"
+    assert ours["calwebb_spec3_atm"].is_pipeline
+    # jwst keeps sole ownership of "adaptive_trace_model"
+    owners = [s for s in entry_points.get_steps() if s.class_alias == "adaptive_trace_model"]
+    assert [s.package_name for s in owners] == ["jwst"]
+
+
+@pytest.mark.parametrize(
+    "name", ["atm", "atm-step::atm", "atm_step.step.AdaptiveTraceModelStep"]
+)
+def test_strun_names_resolve_to_our_step(name):
+    from stpipe.utilities import import_class, resolve_step_class_alias
+
+    assert import_class(resolve_step_class_alias(name)) is AdaptiveTraceModelStep
+
+
+def test_strun_command_line_with_package_prefix(mos_files, tmp_path):
+    strun = str(Path(sys.executable).with_name("strun"))
+    proc = subprocess.run(
+        [strun, "atm-step::atm", str(mos_files[1]), "--oversample=2", f"--output_dir={tmp_path}"],
+        capture_output=True,
+        text=True,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    from stdatamodels.jwst import datamodels
+
+    (out,) = tmp_path.glob("*_adaptivetracemodelstep.fits")
+    with datamodels.open(str(out)) as model:
+        assert model.data.shape == (50, 341)
+        assert model.meta.cal_step.adaptive_trace_model == "COMPLETE"
+    assert "regions fitted" in proc.stderr + proc.stdout
+
+
+def test_spec_is_a_superset_of_jwst_with_same_defaults_but_skip():
+    from jwst.adaptive_trace_model import AdaptiveTraceModelStep as JwstATM
+
+    ours, theirs = AdaptiveTraceModelStep(), JwstATM()
+    for key in ("fit_threshold", "oversample", "slope_limit", "psf_optimal",
+                "save_intermediate_results", "output_use_model", "maximum_cores"):
+        assert getattr(ours, key) == getattr(theirs, key), key
+    assert theirs.skip is True and ours.skip is False
+    assert AdaptiveTraceModelStep.class_alias == "adaptive_trace_model"
+
+
+def test_jwst_parameter_files_configure_our_step_and_pipelines(tmp_path):
+    from jwst.adaptive_trace_model import AdaptiveTraceModelStep as JwstATM
+    from jwst.pipeline import Spec3Pipeline
+
+    from atm_step.pipelines import PipelineAdaptiveTraceModelStep, Spec3PipelineATM
+
+    step_file = tmp_path / "jwst_atm_pars.asdf"
+    JwstATM(oversample=2.0, fit_threshold=5.0, psf_optimal=True).export_config(str(step_file))
+    step = AdaptiveTraceModelStep.from_config_file(str(step_file))
+    assert type(step) is AdaptiveTraceModelStep
+    assert (step.oversample, step.fit_threshold, step.psf_optimal) == (2.0, 5.0, True)
+
+    pipe_file = tmp_path / "jwst_spec3_pars.asdf"
+    Spec3Pipeline(steps={"adaptive_trace_model": {"oversample": 3.0, "skip": False}}).export_config(
+        str(pipe_file)
+    )
+    pipe = Spec3PipelineATM.from_config_file(str(pipe_file))
+    assert type(pipe.adaptive_trace_model) is PipelineAdaptiveTraceModelStep
+    assert pipe.adaptive_trace_model.oversample == 3.0
+    assert pipe.adaptive_trace_model.skip is False
+
+
+def test_pipelines_keep_jwst_default_of_skipping_the_slot():
+    from atm_step.pipelines import Spec2PipelineATM, Spec3PipelineATM
+
+    for cls in (Spec2PipelineATM, Spec3PipelineATM):
+        pipe = cls()
+        assert isinstance(pipe.adaptive_trace_model, AdaptiveTraceModelStep)
+        assert pipe.adaptive_trace_model.skip is True
+        on = cls(steps={"adaptive_trace_model": {"skip": False, "oversample": 3}})
+        assert on.adaptive_trace_model.skip is False and on.adaptive_trace_model.oversample == 3
+
+
+@pytest.mark.parametrize(
+    "name, expect",
+    [
+        ("crowded_field.asdf", {"fit_threshold": 0.0, "slope_limit": 0.0, "psf_optimal": False}),
+        ("point_source.asdf", {"psf_optimal": True}),
+    ],
+)
+def test_shipped_parameter_files(name, expect, mos_files):
+    path = files("atm_step") / "params" / name
+    step = AdaptiveTraceModelStep.from_config_file(str(path))
+    for key, value in expect.items():
+        assert getattr(step, key) == value
+    assert step.skip is False
+    # every region fitted, spline used throughout: the faint MOS galaxy gets a trace
+    result = AdaptiveTraceModelStep.call(str(mos_files[0]), config_file=str(path), oversample=2)
+    finite = np.isfinite(result.data)
+    assert np.isfinite(result.trace_model[finite]).mean() > 0.9
+
+
+def test_save_intermediate_results(mos_files, tmp_path):
+    AdaptiveTraceModelStep.call(
+        str(mos_files[2]), oversample=2, save_intermediate_results=True, output_dir=str(tmp_path),
+        fit_threshold=0,
+    )
+    names = sorted(p.name.split("_933_")[-1] for p in tmp_path.glob("*.fits"))
+    assert names == [
+        "linear_interp.fits", "spline_full.fits", "spline_residual.fits", "spline_used.fits"
+    ]
+    from stdatamodels.jwst import datamodels
+
+    with datamodels.open(str(next(tmp_path.glob("*spline_full.fits")))) as full:
+        assert full.data.shape == (50, 341)
+        assert np.isfinite(full.data).sum() > 5000
