@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from atm_step.core.linear import linear_oversample
+from atm_step.core.linear import interpolate_pixel
 
 __all__ = ["CombinedModels", "combine_models"]
 
@@ -46,29 +46,55 @@ def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, li
     return total
 
 
-@numba.njit(cache=True)
-def _mark_band(alpha_os, regions, near, rid, j0, j1, a0, step, inband, band):
-    nx = alpha_os.shape[1]
-    nbins = inband.shape[0]
-    for x in range(nx):
-        for j in range(j0, j1):
-            if regions[near[j], x] != rid:
+@numba.njit(cache=True, nogil=True)
+def _combine_kernel(
+    flux, resid_native, regions, y_os, near, spline_os, alpha_os, lookup, whole, inband,
+    band_a0, band_step, psf_optimal,
+    out_linear, out_resid, out_comb, out_trace, out_band, out_est,
+):  # fmt: skip
+    n_os, nx = out_comb.shape
+    nbins = inband.shape[1]
+    for j in range(n_os):
+        r = near[j]
+        t = y_os[j]
+        for x in range(nx):
+            reg = regions[r, x]
+            if reg <= 0:
+                out_linear[j, x] = np.nan
+                out_resid[j, x] = np.nan
+                out_comb[j, x] = np.nan
+                out_trace[j, x] = np.nan
+                out_band[j, x] = False
+                out_est[j, x] = False
                 continue
-            a = alpha_os[j, x]
-            if not np.isfinite(a):
-                continue
-            k = int(np.floor((a - a0) / step))
-            if 0 <= k < nbins and inband[k]:
-                band[j, x] = True
-
-
-@numba.njit(cache=True)
-def _mark_region(regions, near, rid, j0, j1, band):
-    nx = band.shape[1]
-    for x in range(nx):
-        for j in range(j0, j1):
-            if regions[near[j], x] == rid:
-                band[j, x] = True
+            lin = interpolate_pixel(flux, regions, r, x, t, True, False)
+            s = spline_os[j, x]
+            res = np.nan
+            inb = False
+            if np.isfinite(s):
+                res = interpolate_pixel(resid_native, regions, r, x, t, False, False)
+                k = lookup[reg] if reg < lookup.shape[0] else -1
+                if k >= 0:
+                    if whole[k]:
+                        inb = True
+                    else:
+                        a = alpha_os[j, x]
+                        if np.isfinite(a):
+                            b = int(np.floor((a - band_a0[k]) / band_step[k]))
+                            inb = 0 <= b < nbins and inband[k, b]
+            out_linear[j, x] = lin
+            out_resid[j, x] = res
+            if inb:
+                comb = s
+                if not psf_optimal and np.isfinite(res):
+                    comb += res
+                out_trace[j, x] = s
+            else:
+                comb = lin
+                out_trace[j, x] = np.nan
+            out_comb[j, x] = comb
+            out_band[j, x] = inb
+            out_est[j, x] = np.isfinite(comb) and not np.isfinite(flux[r, x])
 
 
 @dataclass
@@ -93,9 +119,9 @@ class CombinedModels:
         return np.array([self.band_rows.get(int(r), 0.0) for r in ids], dtype=np.float64)
 
 
-def compact_source_band(fit, regions, alpha, alpha_os, near, slope_limit, pad):
+def compact_source_band(fit, regions, alpha, slope_limit, pad):
     """
-    Oversampled pixels inside each fitted region's compact-source band (paper II.5).
+    The compact-source band of each fitted region, as alpha bins (paper II.5).
 
     Parameters
     ----------
@@ -103,8 +129,6 @@ def compact_source_band(fit, regions, alpha, alpha_os, near, slope_limit, pad):
         Spline models (normalised model at native pixels, region geometry).
     regions : ndarray of int64, shape (ny, nx)
     alpha : ndarray of float64, shape (ny, nx)
-    alpha_os : ndarray of float64, shape (ny_os, nx)
-    near : ndarray of int64, shape (ny_os,)
     slope_limit : float
         Limit on the normalised model's change per native pixel; ``<= 0`` makes the
         whole region the band.
@@ -113,42 +137,51 @@ def compact_source_band(fit, regions, alpha, alpha_os, near, slope_limit, pad):
 
     Returns
     -------
-    band : ndarray of bool, shape (ny_os, nx)
-    band_rows : dict of int to float
-        Band width of each fitted region, in native rows.
+    BandTable
+        Per fitted region: whether the whole region is the band, else which alpha bins
+        (half a native row wide, from ``a0``) are in it; and its width in native rows.
     """
     geom = fit.geometry
-    band = np.zeros(alpha_os.shape, dtype=bool)
-    band_rows = {}
+    nreg = geom.ids.size
+    steps = geom.dalpha / 2.0
+    a0 = geom.alpha_min - 0.5 * geom.dalpha
+    nbins = (np.ceil((geom.alpha_max + 0.5 * geom.dalpha - a0) / steps) + 1).astype(np.int64)
+    inband = np.zeros((nreg, int(nbins.max(initial=1))), dtype=bool)
+    whole = np.zeros(nreg, dtype=bool)
+    rows = np.zeros(nreg)
     for k, rid in enumerate(geom.ids.tolist()):
-        j0 = int(np.searchsorted(near, geom.row0[k], side="left"))
-        j1 = int(np.searchsorted(near, geom.row1[k], side="right"))
-        dalpha = geom.dalpha[k]
         if slope_limit <= 0:
-            _mark_region(regions, near, rid, j0, j1, band)
-            band_rows[rid] = (geom.alpha_max[k] - geom.alpha_min[k]) / dalpha + 1
+            whole[k] = True
+            rows[k] = (geom.alpha_max[k] - geom.alpha_min[k]) / geom.dalpha[k] + 1
             continue
-        step = dalpha / 2.0
-        a0 = geom.alpha_min[k] - 0.5 * dalpha
-        nbins = int(np.ceil((geom.alpha_max[k] + 0.5 * dalpha - a0) / step)) + 1
-        hist = np.zeros(nbins, dtype=np.int64)
+        hist = np.zeros(nbins[k], dtype=np.int64)
         total = _steep_histogram(
             fit.model_native, alpha, regions, rid, geom.row0[k], geom.row1[k],
-            a0, step, nbins, float(slope_limit), hist,
+            a0[k], steps[k], nbins[k], float(slope_limit), hist,
         )  # fmt: skip
         if total < BAND_MIN_POINTS:
-            band_rows[rid] = 0.0
             continue
         steep = hist >= BAND_LEVEL * hist.max()
-        # widen by pad native rows = 2 * pad bins each side
-        widen = int(round(2 * pad))
-        inband = steep.copy()
+        widen = int(round(2 * pad))  # pad native rows = 2 * pad bins each side
+        band = steep.copy()
         for s in range(1, widen + 1):
-            inband[s:] |= steep[:-s]
-            inband[:-s] |= steep[s:]
-        band_rows[rid] = float(inband.sum()) / 2.0
-        _mark_band(alpha_os, regions, near, rid, j0, j1, a0, step, inband, band)
-    return band, band_rows
+            band[s:] |= steep[:-s]
+            band[:-s] |= steep[s:]
+        inband[k, : nbins[k]] = band
+        rows[k] = band.sum() / 2.0
+    return BandTable(geom.ids, whole, inband, a0, steps, rows)
+
+
+@dataclass
+class BandTable:
+    """Compact-source bands of the fitted regions (see `compact_source_band`)."""
+
+    ids: np.ndarray
+    whole: np.ndarray
+    inband: np.ndarray
+    a0: np.ndarray
+    step: np.ndarray
+    rows: np.ndarray
 
 
 def combine_models(
@@ -186,26 +219,26 @@ def combine_models(
     pixels stay NaN. NaN input pixels inside the band are thus filled by the model, the
     residual being interpolated from their neighbours.
     """
-    linear = linear_oversample(flux, regions, y_os, near, preserve_nan=True)
-    resid_native = flux - fit.spline_native
-    residual = linear_oversample(resid_native, regions, y_os, near, preserve_nan=False)
-    residual[~np.isfinite(fit.spline_os)] = np.nan
-
-    band, band_rows = compact_source_band(fit, regions, alpha, alpha_os, near, slope_limit, pad)
-    use = band & np.isfinite(fit.spline_os)
-    model = fit.spline_os.copy()
-    if not psf_optimal:
-        has_resid = use & np.isfinite(residual)
-        model[has_resid] += residual[has_resid]
-    combined = linear.copy()
-    combined[use] = model[use]
-    trace = np.where(use, fit.spline_os, np.nan)
-    native_nan = ~np.isfinite(flux[near, :])
-    estimated = np.isfinite(combined) & native_nan
+    band = compact_source_band(fit, regions, alpha, slope_limit, pad)
+    lookup = np.full(int(regions.max(initial=0)) + 1, -1, dtype=np.int64)
+    lookup[band.ids] = np.arange(band.ids.size)
+    shape = fit.spline_os.shape
+    linear = np.empty(shape)
+    residual = np.empty(shape)
+    combined = np.empty(shape)
+    trace = np.empty(shape)
+    use = np.empty(shape, dtype=bool)
+    estimated = np.empty(shape, dtype=bool)
+    _combine_kernel(
+        flux, flux - fit.spline_native, regions, y_os, near, fit.spline_os, alpha_os,
+        lookup, band.whole, band.inband, band.a0, band.step, bool(psf_optimal),
+        linear, residual, combined, trace, use, estimated,
+    )  # fmt: skip
+    band_rows = dict(zip(band.ids.tolist(), band.rows.tolist(), strict=True))
     return CombinedModels(
         flux=combined,
         trace=trace,
-        spline=fit.spline_os.copy(),
+        spline=fit.spline_os,
         linear=linear,
         residual=residual,
         band=use,

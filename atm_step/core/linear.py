@@ -1,79 +1,91 @@
 """Linear model (paper section II.2): column-by-column linear interpolation onto the
-oversampled rows of each region."""
+oversampled rows of each region.
+
+The kernels run row by row over the oversampled image, so that reads and writes are
+contiguous; each oversampled pixel interpolates between the nearest finite native
+pixels of the same region in its column.
+"""
 
 import numba
 import numpy as np
 
-__all__ = ["linear_oversample"]
+__all__ = ["linear_oversample", "interpolate_pixel"]
 
 
-@numba.njit(cache=True, nogil=True)
-def _interp_column(col, rows_y, nrow, y, extrapolate):
-    """Linear interpolation of ``col[k]`` sampled at ``rows_y[k]`` (k < nrow, ascending,
-    finite samples only) at ``y``; beyond the ends constant (as numpy.interp) or, with
-    ``extrapolate``, continued with the end segment's slope."""
-    if nrow == 1:
-        return col[0]
-    if y <= rows_y[0]:
-        if extrapolate:
-            return col[0] + (y - rows_y[0]) * (col[1] - col[0]) / (rows_y[1] - rows_y[0])
-        return col[0]
-    if y >= rows_y[nrow - 1]:
-        if extrapolate:
-            s = (col[nrow - 1] - col[nrow - 2]) / (rows_y[nrow - 1] - rows_y[nrow - 2])
-            return col[nrow - 1] + (y - rows_y[nrow - 1]) * s
-        return col[nrow - 1]
-    # rows are consecutive integers in most columns: start from the direct guess
-    k = 0
-    while k < nrow - 2 and rows_y[k + 1] < y:
+@numba.njit(cache=True, nogil=True, inline="always")
+def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
+    """
+    Value at native row coordinate ``t`` of column ``x`` of the region of pixel (r, x).
+
+    Interpolates linearly between the nearest finite pixels of that region at or below
+    ``floor(t)`` and at or above ``ceil(t)``; beyond the region's first or last finite
+    pixel the end value is held (as numpy.interp) or, with ``extrapolate``, the end
+    segment's slope continued. With ``preserve_nan`` a NaN pixel (r, x) gives NaN.
+    Returns NaN outside regions or where the column has no finite pixel.
+    """
+    ny = data.shape[0]
+    reg = regions[r, x]
+    if reg <= 0:
+        return np.nan
+    if preserve_nan and not np.isfinite(data[r, x]):
+        return np.nan
+    ft = int(np.floor(t))
+    lo = min(ft, ny - 1)
+    if lo > r:
+        lo = r
+    # nearest finite at or below floor(t), within the region
+    la = -1
+    k = lo
+    while k >= 0 and regions[k, x] == reg:
+        if np.isfinite(data[k, x]):
+            la = k
+            break
+        k -= 1
+    ua = -1
+    k = max(ft + 1 if t > ft else ft, 0)
+    if k < r and t >= r:
+        k = r
+    while k < ny and regions[k, x] == reg:
+        if np.isfinite(data[k, x]):
+            ua = k
+            break
         k += 1
-    t = (y - rows_y[k]) / (rows_y[k + 1] - rows_y[k])
-    return col[k] * (1.0 - t) + col[k + 1] * t
+    if la >= 0 and ua >= 0:
+        if ua == la:
+            return data[la, x]
+        w = (t - la) / (ua - la)
+        return data[la, x] * (1.0 - w) + data[ua, x] * w
+    if la < 0 and ua < 0:
+        return np.nan
+    # beyond the end of the finite run: hold, or continue the end segment
+    end = la if la >= 0 else ua
+    if not extrapolate:
+        return data[end, x]
+    step = -1 if la >= 0 else 1
+    k = end + step
+    while 0 <= k < ny and regions[k, x] == reg:
+        if np.isfinite(data[k, x]):
+            return data[end, x] + (t - end) * (data[end, x] - data[k, x]) / (end - k)
+        k += step
+    return data[end, x]
 
 
 @numba.njit(cache=True, nogil=True)
-def _linear_oversample_kernel(data, regions, y_os, near, min_good, preserve_nan, extrapolate, out):
-    ny, nx = data.shape
-    n_os = y_os.shape[0]
-    vals = np.empty(ny, dtype=np.float64)
-    rows = np.empty(ny, dtype=np.float64)
-    for x in range(nx):
-        j = 0
-        while j < n_os:
-            r = near[j]
-            reg = regions[r, x]
-            if reg <= 0:
-                j += 1
-                continue
-            # the run of oversampled rows whose nearest native pixel lies in this region
-            j0 = j
-            while j < n_os and regions[near[j], x] == reg:
-                j += 1
-            r0 = near[j0]
-            r1 = near[j - 1]
-            n = 0
-            for rr in range(r0, r1 + 1):
-                v = data[rr, x]
-                if np.isfinite(v):
-                    vals[n] = v
-                    rows[n] = rr
-                    n += 1
-            if n <= min_good or n == 0:
-                continue
-            for jj in range(j0, j):
-                if preserve_nan and not np.isfinite(data[near[jj], x]):
-                    continue
-                out[jj, x] = _interp_column(vals, rows, n, y_os[jj], extrapolate)
+def _linear_oversample_kernel(data, regions, y_os, near, preserve_nan, extrapolate, out):
+    n_os, nx = out.shape
+    for j in range(n_os):
+        r = near[j]
+        t = y_os[j]
+        for x in range(nx):
+            out[j, x] = interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate)
 
 
-def linear_oversample(
-    data, regions, y_os, near, *, min_good=0, preserve_nan=True, extrapolate=False
-):
+def linear_oversample(data, regions, y_os, near, *, preserve_nan=True, extrapolate=False):
     """
     Oversample an image along axis 0 by linear interpolation within each region.
 
-    For each column and each contiguous run of rows belonging to one region, the
-    finite native pixels are linearly interpolated to the oversampled row coordinates;
+    Each oversampled pixel belongs to the region of its nearest native pixel and is
+    interpolated between the nearest finite native pixels of that region in its column;
     beyond the first and last finite pixel the end value is held (as
     :func:`numpy.interp`).
 
@@ -87,8 +99,6 @@ def linear_oversample(
         Native row coordinate of each oversampled row (`atm_step.core.grid.oversampled_rows`).
     near : ndarray of int64, shape (ny_os,)
         Nearest native row of each oversampled row (`atm_step.core.grid.nearest_native_row`).
-    min_good : int, optional
-        A column run is interpolated only if it holds more than this many finite pixels.
     preserve_nan : bool, optional
         If True, an oversampled pixel whose nearest native pixel is NaN stays NaN
         (flux arrays, paper II.2); if False the gap is interpolated over (error arrays).
@@ -107,13 +117,12 @@ def linear_oversample(
     """
     data = np.ascontiguousarray(data, dtype=np.float64)
     regions = np.ascontiguousarray(regions, dtype=np.int64)
-    out = np.full((y_os.shape[0], data.shape[1]), np.nan)
+    out = np.empty((y_os.shape[0], data.shape[1]))
     _linear_oversample_kernel(
         data,
         regions,
         np.ascontiguousarray(y_os, dtype=np.float64),
         np.ascontiguousarray(near, dtype=np.int64),
-        int(min_good),
         bool(preserve_nan),
         bool(extrapolate),
         out,
