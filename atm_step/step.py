@@ -187,6 +187,9 @@ class AdaptiveTraceModelStep(Step):
             totals["fitted"] += result.n_fitted
             totals["from_model"] += result.n_from_model
             totals["estimated"] += result.n_estimated
+        if self.save_intermediate_results:
+            # written before S_TRCMOD is set, as jwst's intermediate products are
+            self._save_intermediate(model, intermediates)
         model.meta.cal_step.adaptive_trace_model = "COMPLETE"
         log.info(
             "%s: %s, N=%g: %d/%d regions fitted, %d pixels from the model, "
@@ -200,8 +203,6 @@ class AdaptiveTraceModelStep(Step):
             totals["estimated"],
             time.perf_counter() - t0,
         )
-        if self.save_intermediate_results:
-            self._save_intermediate(model, intermediates)
 
     def _process_one(self, adapter):
         """Run the core on one image (IFU exposure or one slit) and write back."""
@@ -256,7 +257,9 @@ class AdaptiveTraceModelStep(Step):
                 out.update(model, only="PRIMARY")
                 for adapter, images in intermediates:
                     slit = datamodels.SlitModel(data=images[suffix].astype(np.float32))
-                    _copy_slit_attrs(adapter.model, slit)
+                    slit.update(adapter.model)
+                    slit.meta.wcs = adapter.model.meta.wcs
+                    slit.meta.bunit_err = None
                     slit.dq = None
                     slit.err = None
                     out.slits.append(slit)
@@ -273,11 +276,3 @@ class AdaptiveTraceModelStep(Step):
             out.close()
             log.info("Saved %s in %s", what, path)
 
-
-def _copy_slit_attrs(slit, target):
-    """Copy the slit identification attributes and WCS to an intermediate slit."""
-    for attr in ("name", "source_id", "slitlet_id", "xstart", "ystart", "xsize", "ysize"):
-        value = getattr(slit, attr, None)
-        if value is not None:
-            setattr(target, attr, value)
-    target.meta.wcs = slit.meta.wcs
