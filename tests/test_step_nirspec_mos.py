@@ -100,7 +100,8 @@ def test_multislit_model_and_intermediate_products(mos_files, tmp_path):
     cal = tmp_path / "mos_multi_cal.fits"
     multi.save(str(cal))
     outputs = {}
-    for tag, cls, extra in (("jwst", JwstATM, {"skip": False}), ("ours", AdaptiveTraceModelStep, {})):
+    runs = (("jwst", JwstATM, {"skip": False}), ("ours", AdaptiveTraceModelStep, {}))
+    for tag, cls, extra in runs:
         outdir = tmp_path / tag
         outdir.mkdir()
         result = cls.call(

@@ -10,7 +10,8 @@ leading frame named ``coordinates`` (the name jwst 3.0's ``cube_build``,
 """
 
 import logging
-from dataclasses import dataclass, field
+import warnings
+from dataclasses import dataclass
 
 import gwcs
 import numpy as np
@@ -24,6 +25,7 @@ __all__ = [
     "UnsupportedModelError",
     "oversample_map",
     "increasing_alpha",
+    "map_bbox",
 ]
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,6 @@ class CoreInputs:
     channel_groups: list | None
     parameters: object
     pad: int
-    extra: dict = field(default_factory=dict)
 
 
 def oversample_map(oversample, axis):
@@ -265,13 +266,10 @@ class ModeAdapter:
         err = None if err is None else np.asarray(err)
         if data.ndim == 3:
             log.info("%s: %d integrations; fitting the median image", self.name, data.shape[0])
-            with np.errstate(all="ignore"):
-                import warnings
-
-                with warnings.catch_warnings():
-                    warnings.simplefilter("ignore", RuntimeWarning)
-                    data = np.nanmedian(data, axis=0)
-                    err = None if err is None else np.nanmedian(err, axis=0)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels
+                data = np.nanmedian(data, axis=0)
+                err = None if err is None else np.nanmedian(err, axis=0)
         return data, err
 
     def core_inputs(self, oversample):
@@ -355,7 +353,7 @@ class ModeAdapter:
             steps = [(frame, map_pixels)] + [(s.frame, s.transform) for s in wcs.pipeline]
         new_wcs = gwcs.WCS(steps)
         if bbox is not None:
-            new_wcs.bounding_box = _map_bbox(bbox, map_pixels)
+            new_wcs.bounding_box = map_bbox(bbox, map_pixels)
         self._update_extra_bboxes(new_wcs, map_pixels)
         self.model.meta.wcs = new_wcs
 
@@ -376,7 +374,7 @@ def _bbox_tuples(wcs):
     return tuple(tuple(float(v) for v in iv) for iv in bbox)
 
 
-def _map_bbox(bbox, map_pixels):
+def map_bbox(bbox, map_pixels):
     """Bounding box ``((xlo, xhi), (ylo, yhi))`` in native pixels -> oversampled pixels."""
     (x0, x1), (y0, y1) = bbox
     xs, ys = map_pixels.inverse(np.array([x0, x1]), np.array([y0, y1]))

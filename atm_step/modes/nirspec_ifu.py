@@ -19,7 +19,7 @@ from astropy.modeling import bind_bounding_box
 from gwcs import selector
 
 from atm_step.core import FitParameters
-from atm_step.modes.base import ModeAdapter, _map_bbox
+from atm_step.modes.base import ModeAdapter, map_bbox
 
 __all__ = ["NIRSpecIFUAdapter"]
 
@@ -118,7 +118,7 @@ class NIRSpecIFUAdapter(ModeAdapter):
             except NotImplementedError:
                 transforms[key] = transform
                 continue
-            bind_bounding_box(transform, _map_bbox(bbox, map_pixels), order="F")
+            bind_bounding_box(transform, map_bbox(bbox, map_pixels), order="F")
             transforms[key] = transform
         new = selector.RegionsSelector(
             old.inputs,

@@ -43,7 +43,7 @@ import numpy as np
 from astropy import coordinates as coord
 from astropy import units as u
 from astropy.modeling import bind_bounding_box
-from astropy.modeling.models import Const1D, Identity, Mapping, Scale, Shift, Tabular1D
+from astropy.modeling.models import Identity, Mapping, Scale, Shift, Tabular1D
 
 __all__ = ["scene_to_ifu_model", "mock_nirspec_ifu_wcs"]
 
@@ -56,10 +56,12 @@ def _slice_transform(geo, region, x_grid, tilt, wave_m, beta):
     rh = float(geo.row_height)
     # alpha = alpha_min + (y - first + 0.5 - tilt(x)) * rh  ->  y_slicer = -alpha
     offset = -(geo.alpha_min + (0.5 - first) * rh)
-    tilt_tab = Tabular1D(points=x_grid, lookup_table=tilt * rh, bounds_error=False, fill_value=np.nan)
-    wave_tab = Tabular1D(points=x_grid, lookup_table=wave_m, bounds_error=False, fill_value=np.nan)
+    table = dict(bounds_error=False, fill_value=np.nan)
+    tilt_tab = Tabular1D(points=x_grid, lookup_table=tilt * rh, **table)
+    wave_tab = Tabular1D(points=x_grid, lookup_table=wave_m, **table)
     y_slicer = (
-        (Mapping((1,), n_inputs=2) | Scale(-rh) | Shift(offset)) + (Mapping((0,), n_inputs=2) | tilt_tab)
+        (Mapping((1,), n_inputs=2) | Scale(-rh) | Shift(offset))
+        + (Mapping((0,), n_inputs=2) | tilt_tab)
     )
     x_slicer = Mapping((0,), n_inputs=2) | Scale(0.0) | Shift(float(beta))
     lam = Mapping((0,), n_inputs=2) | wave_tab
@@ -126,7 +128,9 @@ def mock_nirspec_ifu_wcs(scene, ra0=150.0, dec0=2.0):
     ) | Mapping((0, 1, 2))
     slicer2world.name = "slicer2world"
 
-    spec = cf.SpectralFrame(name="spectral", axes_order=(2,), unit=(u.micron,), axes_names=("wavelength",))
+    spec = cf.SpectralFrame(
+        name="spectral", axes_order=(2,), unit=(u.micron,), axes_names=("wavelength",)
+    )
     slicer_spatial = cf.Frame2D(
         name="slicer_spatial", axes_order=(0, 1), unit=("", ""), axes_names=("x_slicer", "y_slicer")
     )
@@ -140,8 +144,16 @@ def mock_nirspec_ifu_wcs(scene, ra0=150.0, dec0=2.0):
     return gwcs.WCS(pipeline)
 
 
-def scene_to_ifu_model(scene, *, detector="NRS1", grating="G140H", filtername="F100LP",
-                       filename="atm_sim_nrs1_cal.fits", ra0=150.0, dec0=2.0):
+def scene_to_ifu_model(
+    scene,
+    *,
+    detector="NRS1",
+    grating="G140H",
+    filtername="F100LP",
+    filename="atm_sim_nrs1_cal.fits",
+    ra0=150.0,
+    dec0=2.0,
+):
     """
     Build a NIRSpec IFU ``IFUImageModel`` (a ``_cal``-like product) from a scene.
 
@@ -206,5 +218,6 @@ def scene_to_ifu_model(scene, *, detector="NRS1", grating="G140H", filtername="F
     meta.wcsinfo.dispersion_direction = 1
     meta.wcs = mock_nirspec_ifu_wcs(scene, ra0=ra0, dec0=dec0)
     meta.cal_step.assign_wcs = "COMPLETE"
-    log.info("Mock NIRSpec IFU model %s: %s, %d slices", filename, flux.shape, len(np.unique(scene.regions)) - 1)
+    n_slices = len(np.unique(scene.regions[scene.regions > 0]))
+    log.info("Mock NIRSpec IFU model %s: %s, %d slices", filename, flux.shape, n_slices)
     return model
