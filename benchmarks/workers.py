@@ -137,14 +137,24 @@ def _ours_core_stages(timer):
     timer.wrap(errors, "oversample_errors", "errors/DQ/WCS")
 
 
+_FORCED = {"k": None, "installed": False}
+
+
 def _force_fitted(k):
     """Make the fit threshold pass for exactly ``k`` regions (spread over the detector)."""
     from atm_step.core import stats
 
+    _FORCED["k"] = k
+    if _FORCED["installed"]:
+        return
+    _FORCED["installed"] = True
     original = stats.regions_over_threshold
 
     def forced(flux, alpha, regions, ids, *args, **kwargs):
-        original(flux, alpha, regions, ids, *args, **kwargs)  # keep its cost
+        mask = original(flux, alpha, regions, ids, *args, **kwargs)  # keep its cost
+        k = _FORCED["k"]
+        if k is None:
+            return mask
         mask = np.zeros(len(ids), dtype=bool)
         if k > 0:
             mask[np.unique(np.linspace(0, len(ids) - 1, k).round().astype(int))] = True
@@ -206,6 +216,87 @@ def ours_core(spec):
     }
 
 
+class JwstFitCap:
+    """
+    Let jwst's ``fit_2d_spline_trace`` really fit only the first ``max_fit`` regions
+    that pass jwst's own threshold test (the others get no splines), and extrapolate.
+
+    ``oversample_flux`` calls are recorded so that the extra oversampling cost of a
+    fitted region over a linear-only one can be measured afterwards on subsets.
+    """
+
+    def __init__(self, tm, max_fit):
+        self.tm = tm
+        self.max_fit = max_fit
+        self.passed = 0
+        self.fitted = 0
+        self.fit_time = 0.0
+        self.os_call = None
+        original = tm.fit_2d_spline_trace
+        original_os = tm.oversample_flux
+        cap = self
+
+        def capped_fit(*args, **kwargs):
+            cap.passed += 1
+            if cap.max_fit is not None and cap.fitted >= cap.max_fit:
+                return {}
+            t0 = time.perf_counter()
+            out = original(*args, **kwargs)
+            cap.fit_time += time.perf_counter() - t0
+            cap.fitted += 1
+            return out
+
+        def recording_os(*args, **kwargs):
+            cap.os_call = (args, kwargs)
+            return original_os(*args, **kwargs)
+
+        self._original_os = original_os
+        tm.fit_2d_spline_trace = capped_fit
+        tm.oversample_flux = recording_os
+
+    @property
+    def extrapolated(self):
+        return self.fitted < self.passed
+
+    @property
+    def per_slice_fit(self):
+        return self.fit_time / self.fitted if self.fitted else 0.0
+
+    def oversample_extra_per_slice(self, trace_image_time=None):
+        """Measured extra oversampling cost of one fitted region (s)."""
+        if self.os_call is None:
+            return (trace_image_time or 0.0) / max(self.fitted, 1)
+        args, kwargs = self.os_call
+        flux, alpha, regions, splines = args[:4]
+        ids = np.unique(regions[regions > 0])
+        fitted_ids = [r for r in ids if splines.get(r)]
+        other_ids = [r for r in ids if not splines.get(r)][: len(fitted_ids)]
+
+        def cost(sel):
+            sub = np.where(np.isin(regions, sel), regions, 0)
+            t0 = time.perf_counter()
+            self._original_os(flux, alpha, sub, splines, *args[4:], **kwargs)
+            return time.perf_counter() - t0
+
+        if not fitted_ids:
+            return 0.0
+        return max((cost(fitted_ids) - cost(other_ids)) / len(fitted_ids), 0.0)
+
+    def extrapolate(self, stages):
+        """Stage times with the missing regions added; also returns the details."""
+        est = dict(stages)
+        info = {"extrapolated": self.extrapolated, "n_fitted": self.passed,
+                "n_fitted_really": self.fitted, "fit_per_slice": self.per_slice_fit,
+                "oversample_extra_per_slice": None}
+        if self.extrapolated:
+            missing = self.passed - self.fitted
+            extra = self.oversample_extra_per_slice(stages.get("oversampling", 0.0))
+            est["spline fits"] = est.get("spline fits", 0.0) + missing * self.per_slice_fit
+            est["oversampling"] = est.get("oversampling", 0.0) + missing * extra
+            info["oversample_extra_per_slice"] = extra
+        return est, info
+
+
 # ----------------------------------------------------------------------------- jwst, arrays
 def jwst_core(spec):
     """
@@ -238,21 +329,7 @@ def jwst_core(spec):
     slope_limit = spec["slope_limit"]
     max_fit = spec.get("max_fit")
 
-    # count / cap the real spline fits
-    fit_log = {"passed": [], "fitted": [], "fit_time": 0.0}
-    original_fit = tm.fit_2d_spline_trace
-
-    def capped_fit(*args, **kwargs):
-        fit_log["passed"].append(1)
-        if max_fit is not None and len(fit_log["fitted"]) >= max_fit:
-            return {}
-        t0 = time.perf_counter()
-        out = original_fit(*args, **kwargs)
-        fit_log["fit_time"] += time.perf_counter() - t0
-        fit_log["fitted"].append(1)
-        return out
-
-    tm.fit_2d_spline_trace = capped_fit
+    cap = JwstFitCap(tm, max_fit)
     mem = PeakMemory().reset()
     # the oversampled along-slice coordinate (jwst: from the WCS): counted in the
     # memory peak, not in the time
@@ -294,42 +371,13 @@ def jwst_core(spec):
             tm._inflate_error(err_os, "err", N)
     wall = time.perf_counter() - t_start
     stages = dict(st.times)
-    n_passed, n_fitted = len(fit_log["passed"]), len(fit_log["fitted"])
-    extrapolated = n_fitted < n_passed
-    per_slice_fit = fit_log["fit_time"] / n_fitted if n_fitted else 0.0
-    est = dict(stages)
-    if extrapolated:
-        # spline fits: the missing slices at the measured per-slice cost
-        est["spline fits"] += (n_passed - n_fitted) * per_slice_fit
-        # oversampling: the extra cost of a fitted slice over a linear-only one,
-        # measured on the fitted slices alone and on as many linear-only slices
-        fitted_ids = [r for r in ids if splines.get(r)]
-        other_ids = [r for r in ids if not splines.get(r)][: len(fitted_ids)]
-        if N == 1:
-            extra = stages["oversampling"] / max(len(fitted_ids), 1)
-        else:
-            def cost(sel):
-                sub = np.where(np.isin(regions, sel), regions, 0)
-                t0 = time.perf_counter()
-                tm.oversample_flux(
-                    flux, alpha, sub, splines, N, alpha_os, slope_limit=slope_limit, **pad
-                )
-                return time.perf_counter() - t0
-
-            extra = (cost(fitted_ids) - cost(other_ids)) / max(len(fitted_ids), 1)
-        est["oversampling"] += (n_passed - n_fitted) * max(extra, 0.0)
-        est["oversample_extra_per_slice"] = extra
-    total_est = sum(v for k, v in est.items() if k != "oversample_extra_per_slice")
+    est, info = cap.extrapolate(stages)
     return {
-        "wall": total_est,
+        "wall": sum(est.values()),
         "wall_measured": wall,
-        "stages": {k: v for k, v in est.items() if k != "oversample_extra_per_slice"},
+        "stages": est,
         "stages_measured": stages,
-        "extrapolated": extrapolated,
-        "n_fitted": n_passed,
-        "n_fitted_really": n_fitted,
-        "fit_per_slice": per_slice_fit,
-        "oversample_extra_per_slice": est.get("oversample_extra_per_slice"),
+        **info,
         "n_regions": int(ids.size),
         "shape": shape,
         **mem.report(),
@@ -383,6 +431,7 @@ def step_run(spec):
         jstep.fit_and_oversample = timed
         step_cls = jstep.AdaptiveTraceModelStep
         repeats = 1
+        cap = JwstFitCap(tm, spec.get("max_fit"))
     else:
         import atm_step.modes.base as mbase
         import atm_step.modes.writeback as wb
@@ -392,6 +441,7 @@ def step_run(spec):
         timer.wrap(mbase.ModeAdapter, "core_inputs", "errors/DQ/WCS")
         timer.wrap(wb, "apply_result", "errors/DQ/WCS")
         inner = None
+        cap = None
         repeats = spec.get("repeats", 3)
         # warm-up (JIT from the cache), not timed
         with datamodels.open(path) as m:
@@ -434,6 +484,11 @@ def step_run(spec):
         result.close()
         model.close()
     best.update(mem.report())
+    if cap is not None:
+        est, info = cap.extrapolate(best["stages"])
+        best["wall"] += sum(est.values()) - sum(best["stages"].values())
+        best["stages"] = est
+        best.update(info)
     return best
 
 
@@ -498,7 +553,20 @@ def jit_start(spec):
             "compile": max(first - steady, 0.0)}
 
 
+def ours_sweep(spec):
+    """Several configurations of our core in one process (scaling curves)."""
+    out = []
+    for job in spec["jobs"]:
+        job = {**spec.get("common", {}), **job}
+        k = job.get("force_fitted")
+        _force_fitted(k)
+        res = ours_core({**job, "force_fitted": None})
+        out.append({**job, **res})
+    return {"runs": out}
+
+
 WORKERS = {
+    "ours_sweep": ours_sweep,
     "ours_core": ours_core,
     "jwst_core": jwst_core,
     "step_run": step_run,
