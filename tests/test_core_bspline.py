@@ -84,7 +84,7 @@ def test_column_scale_rejects_a_hot_pixel_and_handles_few_points():
     data[2] = 30.0  # hot pixel on the peak
     # the clip is seeded by the 5 highest weights; the hot pixel is the outlier. The
     # paper's sigma-clipped mean of five ratios cannot reject it (the weighted mean of
-    # all pixels would be 31.5); the median/MAD seed does.
+    # all pixels would be 31.5); centred on the median, the clip rejects it.
     scale = column_scale(data, model, 5, 5, 2.0)
     assert scale == pytest.approx(3.0, rel=1e-12)
     noisy = data * np.array([1.01, 0.99, 1.0, 1.02, 0.98])

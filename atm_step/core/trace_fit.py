@@ -20,9 +20,9 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   between sampled alpha positions exceeds ``gap_ratio`` knot intervals) uses an
   occupancy histogram of eight bins per knot interval, maintained with the window.
 - The scale of the normalised model to the column is the weighted mean ratio of
-  II.3, but its outlier clip is seeded by the median and MAD of the five
-  highest-weight ratios rather than their sigma-clipped mean and rms, which cannot
-  reject a single hot pixel among five (see `column_scale`). With fewer than
+  II.3, but its outlier clip is centred on the median of the five highest-weight
+  ratios rather than their sigma-clipped mean, which cannot reject a single hot
+  pixel among five (see `column_scale`). With fewer than
   ``scale_top`` usable pixels the seed uses those there are (jwst raises IndexError).
 - A column's normalisation is corrected for the flux its missing pixels held,
   judged from the region's wavelength-collapsed profile; a column that lost most of
@@ -78,10 +78,13 @@ def column_scale(data, model, n, top, clip):
     The paper seeds with the sigma-clipped mean and rms of the five ratios. With five
     values a 3-sigma clip can never reject one (the largest possible deviation is
     1.79 sigma), so a single hot or saturated pixel on the trace peak drags both the
-    centre and the rms and survives. Here the seed is the median and the normalised
-    median absolute deviation (1.4826 MAD) of the ratios, which reject up to two bad
-    pixels of five. With fewer than ``top`` usable pixels the seed uses those there
-    are (jwst raises IndexError).
+    centre and the rms and survives. Here the centre is the median of the five ratios
+    and the rms their standard deviation: one outlier at distance D from the others
+    makes the standard deviation about 0.4 D, so it always lies beyond 2 rms of the
+    median and is rejected, while for well-behaved pixels the clip stays as wide as
+    the paper's (a median absolute deviation of five values is often tiny by chance,
+    which would reject good pixels and make the scale noisier). With fewer than
+    ``top`` usable pixels the seed uses those there are (jwst raises IndexError).
     """
     w = np.zeros(n)
     r = np.zeros(n)
@@ -101,7 +104,7 @@ def column_scale(data, model, n, top, clip):
     for k in range(ntop):
         seed[k] = r[order[k]]
     centre = _median(seed)
-    rms = 1.4826 * _median(np.abs(seed - centre))
+    rms = np.std(seed)
     tol = clip * rms if rms > 0 else 1e-9 * abs(centre)
     sw = 0.0
     swr = 0.0
