@@ -126,3 +126,14 @@ def test_save_intermediate_results(mos_files, tmp_path):
     with datamodels.open(str(next(tmp_path.glob("*spline_full.fits")))) as full:
         assert full.data.shape == (50, 341)
         assert np.isfinite(full.data).sum() > 5000
+
+
+def test_model_container_each_model_processed_input_untouched(mos_files):
+    from jwst.datamodels import ModelContainer
+
+    container = ModelContainer([str(p) for p in mos_files[:2]])
+    result = AdaptiveTraceModelStep.call(container, oversample=2)
+    assert isinstance(result, ModelContainer)
+    assert [m.data.shape for m in result] == [(50, 341), (50, 341)]
+    assert [m.meta.cal_step.adaptive_trace_model for m in result] == ["COMPLETE"] * 2
+    assert [m.data.shape for m in container] == [(25, 341), (25, 341)]
