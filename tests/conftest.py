@@ -18,6 +18,14 @@ MOS_FILES = [
 ]
 
 
+def _missing(message):
+    """Skip a test whose data are missing; fail it in CI (``ATM_STEP_REQUIRE_DATA``),
+    where the shared data folder is mandatory."""
+    if os.environ.get("ATM_STEP_REQUIRE_DATA"):
+        pytest.fail(f"{message} (required: ATM_STEP_REQUIRE_DATA is set)")
+    pytest.skip(message)
+
+
 def _data_dir():
     return Path(os.environ.get("ATM_STEP_TEST_DATA", REPO_ROOT.parent / "shared" / "data"))
 
@@ -32,7 +40,7 @@ def data_dir():
     """
     path = _data_dir()
     if not path.is_dir():
-        pytest.skip(
+        _missing(
             f"test data folder {path} is missing (set ATM_STEP_TEST_DATA to the folder "
             "holding miri_mrs/ and nirspec_mos/)"
         )
@@ -42,7 +50,7 @@ def data_dir():
 def _require(data_dir, relpaths):
     missing = [p for p in relpaths if not (data_dir / p).is_file()]
     if missing:
-        pytest.skip(f"test data missing in {data_dir}: {', '.join(missing)}")
+        _missing(f"test data missing in {data_dir}: {', '.join(missing)}")
     return [data_dir / p for p in relpaths]
 
 
