@@ -1,0 +1,44 @@
+"""Parameter files shipped with atm-step, for ``strun`` and ``Step.call``.
+
+- ``crowded_field``: every region fitted and the spline model used everywhere
+  (``fit_threshold=0``, ``slope_limit=0``), for crowded fields (paper, Appendix A.4).
+- ``point_source``: an isolated point source (``psf_optimal=True``: no residual model).
+
+Use: ``strun $(python -m atm_step.params crowded_field) my_cal.fits --oversample=3``.
+"""
+
+import sys
+from importlib.resources import files
+
+__all__ = ["NAMES", "path"]
+
+NAMES = ("crowded_field", "point_source")
+
+
+def path(name):
+    """
+    Path of a shipped parameter file.
+
+    Parameters
+    ----------
+    name : {"crowded_field", "point_source"}
+
+    Returns
+    -------
+    str
+        Absolute path of ``<name>.asdf``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not one of `NAMES`.
+    """
+    if name not in NAMES:
+        raise ValueError(f"no parameter file {name!r}; shipped: {', '.join(NAMES)}")
+    return str(files(__name__) / f"{name}.asdf")
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in NAMES:
+        sys.exit(f"usage: python -m atm_step.params {{{','.join(NAMES)}}}")
+    sys.stdout.write(path(sys.argv[1]) + "\n")
