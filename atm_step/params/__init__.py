@@ -10,7 +10,7 @@ Use: ``strun $(python -m atm_step.params crowded_field) my_cal.fits --oversample
 import sys
 from importlib.resources import files
 
-__all__ = ["NAMES", "path"]
+__all__ = ["NAMES", "main", "path"]
 
 NAMES = ("crowded_field", "point_source")
 
@@ -38,7 +38,11 @@ def path(name):
     return str(files(__name__) / f"{name}.asdf")
 
 
-if __name__ == "__main__":
-    if len(sys.argv) != 2 or sys.argv[1] not in NAMES:
-        sys.exit(f"usage: python -m atm_step.params {{{','.join(NAMES)}}}")
-    sys.stdout.write(path(sys.argv[1]) + "\n")
+def main(argv=None):
+    """``python -m atm_step.params NAME``: print the path of a shipped parameter file."""
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1 or argv[0] not in NAMES:
+        sys.stderr.write(f"usage: python -m atm_step.params {{{','.join(NAMES)}}}\n")
+        return 2
+    sys.stdout.write(path(argv[0]) + "\n")
+    return 0

@@ -1,0 +1,5 @@
+import sys
+
+from atm_step.params import main
+
+sys.exit(main())
