@@ -363,6 +363,18 @@ def report(results, out_md, png):
         table(["figure", "measured", "goal", "status"], headline(results)),
         "",
     ]
+    misses = [r for r in results["steps"] if r["label"].startswith("MIRI") and r["N"] == 3.0
+              and r["ratio"] < GOALS["miri_ratio"]]
+    for r in misses:
+        st = r["ours"]["stages"]
+        lines += [f"MIRI MRS N=3 is bounded by our step's work outside the core: the step "
+                  f"takes {fmt_s(r['ours']['wall'])} s but the core alone on the same arrays "
+                  f"{fmt_s(r['core']['wall'])} s; errors/DQ/WCS (WCS evaluation of the "
+                  f"oversampled pixels in the MIRI adapter, write-back and WCS update) "
+                  f"{fmt_s(st.get('errors/DQ/WCS', 0))} s, other (stpipe's copy of the "
+                  f"input model, step overhead) {fmt_s(st.get('other', 0))} s. At "
+                  f"{GOALS['miri_ratio']:.0f}x our step would need <= "
+                  f"{fmt_s(r['jwst']['wall'] / GOALS['miri_ratio'])} s.", ""]
     # scenes
     lines += ["## Scenes", "",
               f"NIRSpec-IFU-like scenes: simulated {cfg['ny']}x{cfg['nx']} detector "
@@ -401,6 +413,12 @@ def report(results, out_md, png):
               "file I/O (I/O is in the breakdown). Peak MB: rise of resident memory "
               "over the process's size before the run (inputs loaded), measured in "
               "separate processes.", ""]
+    if results.get("memory_remeasured"):
+        lines += ["Note: this run's harness kept the previous repeat's result alive while "
+                  "timing the next one, which inflated our peak memory by one result; our "
+                  "peak-memory figures (NIRSpec-IFU-like and MIRI rows) were re-measured "
+                  "right after with the fixed harness (`result = None` between repeats), "
+                  "same inputs, one repeat. Times and jwst's figures are from the run.", ""]
     # breakdown
     rows = []
     for r in results["ifu"] + results["steps"]:
@@ -514,8 +532,13 @@ def main(argv=None):
     ap.add_argument("--workdir", default=None,
                     help="folder for the inputs (reused when present) and outputs; "
                          "default <tmp>/atm_step_bench")
+    ap.add_argument("--report-from", default=None,
+                    help="re-render the report from a --json file instead of measuring")
     args = ap.parse_args(argv)
-    results = run(args)
+    if args.report_from:
+        results = json.loads(Path(args.report_from).read_text())
+    else:
+        results = run(args)
     out_md = Path(args.out)
     out_md.parent.mkdir(parents=True, exist_ok=True)
     png = out_md.parent / "perf_fitted_slices.png"

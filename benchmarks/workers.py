@@ -198,6 +198,7 @@ def ours_core(spec):
     best, best_stages, result = np.inf, None, None
     for _ in range(spec.get("repeats", 3)):
         timer.clear()
+        result = None  # drop the previous result: the memory peak is one run's
         t0 = time.perf_counter()
         result = run_all()
         wall = time.perf_counter() - t0
@@ -483,6 +484,7 @@ def step_run(spec):
             best = run
         result.close()
         model.close()
+        result = model = None  # the memory peak is one run's
     best.update(mem.report())
     if cap is not None:
         est, info = cap.extrapolate(best["stages"])
