@@ -71,9 +71,17 @@ class MIRIMRSAdapter(ModeAdapter):
         return self._label_map().astype(np.int32)
 
     def world_at(self, x, y):
-        alpha, _, _ = self._det2ab(x, y)
-        _, _, wave = self.wcs(x, y)
-        return np.asarray(alpha, dtype=np.float64), np.asarray(wave, dtype=np.float64)
+        # detector -> alpha_beta gives alpha and the wavelength; alpha_beta -> v2v3
+        # blanks wavelengths outside the channel's range, as the full WCS does. The
+        # rest of the pipeline (to the sky) is not needed, and is not evaluated.
+        alpha, beta, wave = self._det2ab(x, y)
+        _, _, wave = self.wcs.get_transform("alpha_beta", "v2v3")(alpha, beta, wave)
+        bbox = self.wcs.bounding_box
+        wave = np.array(wave, dtype=np.float64)
+        if bbox is not None:
+            (x0, x1), (y0, y1) = (tuple(b) for b in bbox.bounding_box(order="F"))
+            wave[(x < x0) | (x > x1) | (y < y0) | (y > y1)] = np.nan
+        return np.asarray(alpha, dtype=np.float64), wave
 
     def parameters(self):
         return FitParameters.miri_mrs()
