@@ -221,6 +221,17 @@ def _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, nea
                 out_os[j, c] *= f
 
 
+@numba.njit(cache=True, nogil=True, inline="always")
+def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty):
+    """Add (``sign`` = 1) or remove (-1) the pixels of column ``x`` to the window's
+    normal equations and sampling histogram."""
+    for rr in range(bidx.shape[1]):
+        i = bidx[x, rr]
+        if i >= 0:
+            occ[fbin[x, rr]] += sign
+            accumulate(ata, aty, i, bval[x, rr], v[x, rr], float(sign))
+
+
 @numba.njit(cache=True, nogil=True)
 def _fit_region(
     flux, alpha, regions, rid, row0, row1, a0, a1, nknots, min_good,
@@ -308,11 +319,7 @@ def _fit_region(
                 aty_all[:] = 0.0
                 occ[:] = 0
                 for x in range(tl, tr + 1):
-                    for rr in range(nr):
-                        i = bidx[x, rr]
-                        if i >= 0:
-                            occ[fbin[x, rr]] += 1
-                            accumulate(ata_all, aty_all, i, bval[x, rr], v[x, rr], 1.0)
+                    _window_column(x, 1, bidx, bval, fbin, v, occ, ata_all, aty_all)
                 wl = tl
                 wr = tr
                 since_refresh = 0
@@ -320,18 +327,10 @@ def _fit_region(
                 # slide: remove columns that left, add columns that entered
                 for x in range(wl, wr + 1):
                     if x < tl or x > tr:
-                        for rr in range(nr):
-                            i = bidx[x, rr]
-                            if i >= 0:
-                                occ[fbin[x, rr]] -= 1
-                                accumulate(ata_all, aty_all, i, bval[x, rr], v[x, rr], -1.0)
+                        _window_column(x, -1, bidx, bval, fbin, v, occ, ata_all, aty_all)
                 for x in range(tl, tr + 1):
                     if x < wl or x > wr:
-                        for rr in range(nr):
-                            i = bidx[x, rr]
-                            if i >= 0:
-                                occ[fbin[x, rr]] += 1
-                                accumulate(ata_all, aty_all, i, bval[x, rr], v[x, rr], 1.0)
+                        _window_column(x, 1, bidx, bval, fbin, v, occ, ata_all, aty_all)
                 wl = tl
                 wr = tr
                 since_refresh += 1
