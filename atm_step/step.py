@@ -218,8 +218,9 @@ class AdaptiveTraceModelStep(Step):
             inputs.flux,
             inputs.alpha,
             inputs.regions,
-            err=inputs.err,
-            variances=inputs.variances,
+            # at N = 1 the data, errors and variances are left as they are
+            err=inputs.err if self.oversample > 1 else None,
+            variances=inputs.variances if self.oversample > 1 else None,
             oversample=self.oversample,
             fit_threshold=self.fit_threshold,
             slope_limit=self.slope_limit,

@@ -242,6 +242,7 @@ def adaptive_trace_model(
         fit_threshold = 0.0
         slope_limit = 0.0
 
+    flux_in = flux
     flux = np.asarray(flux, dtype=np.float64)
     alpha = np.where(np.asarray(regions) > 0, np.asarray(alpha, dtype=np.float64), np.nan)
     regions = np.asarray(regions, dtype=np.int64)
@@ -292,7 +293,8 @@ def adaptive_trace_model(
         for arr in (parts.flux, parts.trace, parts.spline):
             arr += offset
     if oversample == 1.0:
-        parts.flux = flux.copy()
+        # the input itself, unchanged (copied only if the conversion did not copy it)
+        parts.flux = flux.copy() if flux is flux_in else flux
         parts.estimated[:] = False
 
     err_os, var_os, inflation = errors.oversample_errors(

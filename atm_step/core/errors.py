@@ -63,10 +63,10 @@ def oversample_errors(err, variances, regions, y_os, near, oversample, estimated
     out = {}
     items = ([("err", err)] if err is not None else []) + list((variances or {}).items())
     for name, arr in items:
-        arr = np.asarray(arr, dtype=np.float64)
         if oversample == 1.0:
-            out[name] = arr.copy()
+            out[name] = np.array(arr, dtype=np.float64)  # a copy, never the caller's array
             continue
+        arr = np.asarray(arr, dtype=np.float64)
         is_err = name == "err"
         sigma = arr if is_err else np.sqrt(arr)
         sigma_os = linear_oversample(sigma, regions, y_os, near, preserve_nan=False)
