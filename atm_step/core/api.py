@@ -208,7 +208,8 @@ def adaptive_trace_model(
         `FitParameters.nirspec_ifu`, `FitParameters.miri_mrs`,
         `FitParameters.nirspec_slit`.
     maximum_cores : int, optional
-        Threads used to fit regions in parallel (regions are independent).
+        Threads for the compiled kernels: regions are fitted in parallel, and the
+        oversampled rows are computed in parallel.
     **tuning
         Overrides of single `FitParameters` fields (``nknots``, ``window``,
         ``sigma_reject``, ``max_iter``, ``gap_ratio``, ``column_order``,
@@ -237,11 +238,21 @@ def adaptive_trace_model(
     """
     _check_inputs(flux, alpha, regions, err, variances, alpha_os, oversample)
     params = (parameters or FitParameters()).with_overrides(**tuning)
-    oversample = float(oversample)
     if psf_optimal:
         fit_threshold = 0.0
         slope_limit = 0.0
+    with trace_fit.compiled_threads(maximum_cores):
+        return _model_image(
+            flux, alpha, regions, err, variances, float(oversample), fit_threshold,
+            slope_limit, pad, psf_optimal, alpha_os, channel_groups, params,
+        )  # fmt: skip
 
+
+def _model_image(
+    flux, alpha, regions, err, variances, oversample, fit_threshold, slope_limit, pad,
+    psf_optimal, alpha_os, channel_groups, params,
+):  # fmt: skip
+    """The body of `adaptive_trace_model`, on checked inputs."""
     flux_in = flux
     flux = np.asarray(flux, dtype=np.float64)
     alpha = np.where(np.asarray(regions) > 0, np.asarray(alpha, dtype=np.float64), np.nan)
@@ -271,9 +282,7 @@ def adaptive_trace_model(
         alpha_os = np.asarray(alpha_os, dtype=np.float64)
 
     # II.3: spline model of every region over threshold, at native and oversampled rows
-    fit = trace_fit.fit_regions(
-        work, alpha, regions, region_ids[to_fit], alpha_os, near, params, maximum_cores
-    )
+    fit = trace_fit.fit_regions(work, alpha, regions, region_ids[to_fit], alpha_os, near, params)
 
     # II.2, II.4, II.5
     parts = combine.combine_models(

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
+from numba import prange
 
 from atm_step.core.linear import interpolate_pixel
 
@@ -46,7 +47,7 @@ def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, li
     return total
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _combine_kernel(
     flux, resid_native, regions, y_os, near, spline_os, alpha_os, lookup, whole, inband,
     band_a0, band_step, psf_optimal,
@@ -54,7 +55,7 @@ def _combine_kernel(
 ):  # fmt: skip
     n_os, nx = out_comb.shape
     nbins = inband.shape[1]
-    for j in range(n_os):
+    for j in prange(n_os):
         r = near[j]
         t = y_os[j]
         for x in range(nx):

@@ -8,6 +8,7 @@ pixels of the same region in its column.
 
 import numba
 import numpy as np
+from numba import prange
 
 __all__ = ["linear_oversample", "interpolate_pixel"]
 
@@ -70,10 +71,10 @@ def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     return data[end, x]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, parallel=True)
 def _linear_oversample_kernel(data, regions, y_os, near, preserve_nan, extrapolate, out):
     n_os, nx = out.shape
-    for j in range(n_os):
+    for j in prange(n_os):
         r = near[j]
         t = y_os[j]
         for x in range(nx):

@@ -37,6 +37,7 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
 """
 
 import logging
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import numba
@@ -510,13 +511,31 @@ class TraceFit:
         return out
 
 
-def _set_threads(maximum_cores):
+@contextmanager
+def compiled_threads(maximum_cores):
+    """
+    Run the compiled kernels on up to ``maximum_cores`` threads, then restore the setting.
+
+    Parameters
+    ----------
+    maximum_cores : int
+        Requested threads; capped by ``NUMBA_NUM_THREADS`` (the machine's cores).
+
+    Yields
+    ------
+    int
+        The number of threads in use.
+    """
+    before = numba.get_num_threads()
     n = max(1, min(int(maximum_cores), numba.config.NUMBA_NUM_THREADS))
     numba.set_num_threads(n)
-    return n
+    try:
+        yield n
+    finally:
+        numba.set_num_threads(before)
 
 
-def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, maximum_cores=1):
+def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
     """
     Fit the spline model of every column of the given regions (paper II.3).
 
@@ -536,8 +555,6 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, maximum_cores
         Nearest native row of each oversampled row (non-decreasing).
     params : FitParameters
         Fit tuning.
-    maximum_cores : int, optional
-        Threads for fitting regions in parallel.
 
     Returns
     -------
@@ -572,8 +589,9 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, maximum_cores
     j1 = np.searchsorted(near, geom.row1, side="right").astype(np.int64)
     counts = np.zeros((ids.size, 3), dtype=np.int64)
 
-    threads = _set_threads(maximum_cores)
-    log.info("Fitting spline models for %d regions on %d thread(s)", ids.size, threads)
+    log.info(
+        "Fitting spline models for %d regions on %d thread(s)", ids.size, numba.get_num_threads()
+    )
     _fit_all(
         np.ascontiguousarray(flux, dtype=np.float64),
         np.ascontiguousarray(alpha, dtype=np.float64),
