@@ -163,6 +163,7 @@ def run(
             row.output = None
         elif not overwrite and is_complete(out):
             claimed[out] = exp.path
+            remove_partials(out)  # left by an attempt killed before a retry succeeded
             row.status = SKIPPED
         else:
             claimed[out] = exp.path
