@@ -46,7 +46,13 @@ _EST = dqflags.pixel["FLUX_ESTIMATED"]
 
 
 def _f32(arr):
-    return None if arr is None else np.asarray(arr, dtype=np.float32)
+    """Cast to float32 for the file. Values beyond float32's range (e.g. the huge
+    placeholder variances of unflattened pixels, times the inflation X**2) become inf,
+    as they do in jwst's step; numpy's overflow warning for that is silenced."""
+    if arr is None:
+        return None
+    with np.errstate(over="ignore"):
+        return np.asarray(arr, dtype=np.float32)
 
 
 def flux_scale(model_meta, oversample):
