@@ -144,6 +144,9 @@ class AdaptiveTraceModelStep(Step):
             raise ValueError(f"oversample must be a finite factor >= 1; got {self.oversample}")
         output = self.prepare_output(input_data)
         models = output if isinstance(output, ModelContainer) else [output]
+        #: one dict per processed model: file, mode, oversample, regions, fitted,
+        #: from_model, estimated, seconds (read by the batch runner's report)
+        self.summaries = []
         self.add_asn_id_to_output_name(models)
         for model in models:
             self._process_model(model)
@@ -191,6 +194,11 @@ class AdaptiveTraceModelStep(Step):
             # written before S_TRCMOD is set, as jwst's intermediate products are
             self._save_intermediate(model, intermediates)
         model.meta.cal_step.adaptive_trace_model = "COMPLETE"
+        seconds = time.perf_counter() - t0
+        self.summaries.append(
+            {"file": name, "mode": adapters[0].mode, "oversample": float(self.oversample),
+             **totals, "seconds": seconds}
+        )  # fmt: skip
         log.info(
             "%s: %s, N=%g: %d/%d regions fitted, %d pixels from the model, "
             "%d bad pixels filled, %.2f s",
@@ -201,7 +209,7 @@ class AdaptiveTraceModelStep(Step):
             totals["regions"],
             totals["from_model"],
             totals["estimated"],
-            time.perf_counter() - t0,
+            seconds,
         )
 
     def _process_one(self, adapter):

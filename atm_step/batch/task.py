@@ -36,10 +36,6 @@ DEFAULT_STEP = "atm_step.step.AdaptiveTraceModelStep"
 PARTIAL_MARK = ".partial-"
 #: Loggers whose records are captured per exposure.
 CAPTURED_LOGGERS = ("atm_step", "jwst", "stpipe", "stdatamodels")
-#: Format string of the step's one-line summary (atm_step.step), whose arguments are
-#: (file, mode, oversample, fitted, regions, from_model, estimated, seconds).
-SUMMARY_PREFIX = "%s: %s, N=%g: %d/%d regions fitted, %d pixels from the model"
-
 
 @dataclass
 class Job:
@@ -307,22 +303,20 @@ def _models_of(result):
     return list(result) if isinstance(result, ModelContainer) else [result]
 
 
-def summarise(result, records):
+def summarise(result, summaries=None):
     """
     Regions fitted and pixels from the model for a step result.
 
-    Preferred source: the step's own one-line summary (``atm_step.step`` logs
-    ``"<file>: <mode>, N=<n>: <fitted>/<regions> regions fitted, <k> pixels from the
-    model ..."``; its arguments are read from the log record, not parsed from text).
-    Otherwise (e.g. jwst's own step) the finite pixels of ``trace_model`` are counted
-    in the output and the regions are not known.
+    Preferred source: the step's own summaries (``AdaptiveTraceModelStep.summaries``,
+    one dict per processed model). Otherwise (e.g. jwst's own step) the finite pixels
+    of ``trace_model`` are counted in the output and the regions are not known.
 
     Parameters
     ----------
     result : DataModel or ModelContainer
         The step's output.
-    records : list of logging.LogRecord
-        Records logged while the step ran.
+    summaries : list of dict, optional
+        The step's ``summaries`` after the run.
 
     Returns
     -------
@@ -332,14 +326,11 @@ def summarise(result, records):
     """
     import numpy as np
 
-    found = [r.args for r in records
-             if isinstance(r.msg, str) and r.msg.startswith(SUMMARY_PREFIX)
-             and isinstance(r.args, tuple) and len(r.args) >= 6]
-    if found:
+    if summaries:
         return {
-            "regions_fitted": int(sum(a[3] for a in found)),
-            "regions_total": int(sum(a[4] for a in found)),
-            "model_pixels": int(sum(a[5] for a in found)),
+            "regions_fitted": int(sum(s["fitted"] for s in summaries)),
+            "regions_total": int(sum(s["regions"] for s in summaries)),
+            "model_pixels": int(sum(s["from_model"] for s in summaries)),
             "counts_from": "step",
         }
     pixels = 0
@@ -424,7 +415,7 @@ def process_exposure(job):
                     f"{type(bad[0]).__name__} (S_TRCMOD={bad[0].meta.cal_step.adaptive_trace_model}"
                     f"): {reason}"
                 )
-            row.__dict__.update(summarise(result, records))
+            row.__dict__.update(summarise(result, getattr(step, "summaries", None)))
             if len(_models_of(result)) != 1:
                 raise StepDidNotRun(f"{job.input}: the step returned several models; "
                                     "give the exposures one by one")
