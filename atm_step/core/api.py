@@ -274,7 +274,9 @@ def _model_image(
     else:
         to_fit = np.ones(region_ids.size, dtype=bool)
 
-    if alpha_os is None:
+    if alpha_os is None and oversample == 1.0:
+        alpha_os = alpha  # the same grid: the spline models at both are one array
+    elif alpha_os is None:
         alpha_os = linear.linear_oversample(
             alpha, regions, y_os, near, preserve_nan=False, extrapolate=True
         )

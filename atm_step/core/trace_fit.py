@@ -185,7 +185,7 @@ def column_norms(flux, alpha, regions, rid, row0, row1, a0, a1, nbins, max_missi
 
 @numba.njit(cache=True, nogil=True)
 def _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, near, j0, j1,
-                          out_native, out_os):
+                          out_native, out_os, shared):
     """Columns that lost most of their flux (``norm`` NaN: e.g. a bad-pixel cluster on
     the trace core) take their scale from the nearest intact columns on each side,
     interpolated linearly, instead of from their few remaining wing pixels, whose
@@ -217,6 +217,8 @@ def _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, nea
         for y in range(row0, row1 + 1):
             if regions[y, c] == rid:
                 out_native[y, c] *= f
+        if shared:  # out_os is out_native (N = 1): already rescaled
+            continue
         for j in range(j0, j1):
             if regions[near[j], c] == rid:
                 out_os[j, c] *= f
@@ -238,7 +240,7 @@ def _fit_region(
     flux, alpha, regions, rid, row0, row1, a0, a1, nknots, min_good,
     window, sigma, max_iter, gap_ratio, order_code, max_reject_fraction, scale_top,
     scale_sigma, alpha_os, near, j0, j1,
-    out_native, out_norm, out_os, counts,
+    out_native, out_norm, out_os, counts, shared,
 ):  # fmt: skip
     nx = flux.shape[1]
     nr = row1 - row0 + 1
@@ -452,7 +454,7 @@ def _fit_region(
                 if np.isfinite(a) and lo <= a <= hi:
                     out_os[j, c] = scale * evaluate(a, a0, inv_h, nknots, coef, b)
     _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, near, j0, j1,
-                          out_native, out_os)
+                          out_native, out_os, shared)
     counts[0] = n_fit
     counts[1] = n_reuse
     counts[2] = n_rej
@@ -462,14 +464,14 @@ def _fit_region(
 def _fit_all(
     flux, alpha, regions, rids, row0, row1, a0, a1, nknots, min_good,
     window, sigma, max_iter, gap_ratio, order_code, max_reject_fraction, scale_top,
-    scale_sigma, alpha_os, near, j0, j1, out_native, out_norm, out_os, counts,
+    scale_sigma, alpha_os, near, j0, j1, out_native, out_norm, out_os, counts, shared,
 ):  # fmt: skip
     for k in prange(rids.shape[0]):
         _fit_region(
             flux, alpha, regions, rids[k], row0[k], row1[k], a0[k], a1[k], nknots[k],
             min_good[k], window, sigma, max_iter, gap_ratio, order_code,
             max_reject_fraction, scale_top, scale_sigma, alpha_os, near, j0[k], j1[k],
-            out_native, out_norm, out_os, counts[k],
+            out_native, out_norm, out_os, counts[k], shared,
         )  # fmt: skip
 
 
@@ -564,7 +566,9 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
     ids = np.asarray(ids, dtype=np.int64)
     spline_native = np.full((ny, nx), np.nan)
     model_native = np.full((ny, nx), np.nan)
-    spline_os = np.full(alpha_os.shape, np.nan)
+    # with N = 1 and no separate alpha_os the two grids are one: share the array
+    same_grid = alpha_os is alpha
+    spline_os = spline_native if same_grid else np.full(alpha_os.shape, np.nan)
     geom = region_geometry(regions, alpha, ids) if ids.size else None
     if ids.size == 0:
         empty = region_geometry(regions, alpha, np.zeros(0, dtype=np.int64))
@@ -602,7 +606,7 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
         float(params.max_reject_fraction), int(params.scale_top), float(params.scale_sigma),
         np.ascontiguousarray(alpha_os, dtype=np.float64),
         np.ascontiguousarray(near, dtype=np.int64), j0, j1,
-        spline_native, model_native, spline_os, counts,
+        spline_native, model_native, spline_os, counts, same_grid,
     )  # fmt: skip
     for k, rid in enumerate(ids.tolist()):
         log.debug(
