@@ -1,0 +1,7 @@
+"""``python -m atm_step ...`` is the ``atm-step`` command (no console script needed)."""
+
+import sys
+
+from atm_step.cli import main
+
+sys.exit(main())
