@@ -3,6 +3,7 @@
 import logging
 import os
 import time
+import warnings
 
 import numpy as np
 from stcal.multiprocessing import compute_num_cores
@@ -177,7 +178,7 @@ class AdaptiveTraceModelStep(Step):
         except UnsupportedModelError as exc:
             log.error("%s", exc)
             log.warning("No trace model will be attempted.")
-            model.meta.cal_step.adaptive_trace_model = "FAILED"
+            _mark_failed(model)
             return
 
         t0 = time.perf_counter()
@@ -285,3 +286,16 @@ class AdaptiveTraceModelStep(Step):
             out.close()
             log.info("Saved %s in %s", what, path)
 
+
+def _mark_failed(model):
+    """
+    Set ``S_TRCMOD`` to FAILED, as jwst 3.0 does for input it cannot process.
+
+    The datamodel schemas of jwst 2.0 (stdatamodels 5) allow only SKIPPED and COMPLETE
+    for this keyword; there the step records SKIPPED, as jwst 2.0's own step does.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # stdatamodels warns, and drops, a value off the enum
+        model.meta.cal_step.adaptive_trace_model = "FAILED"
+    if model.meta.cal_step.adaptive_trace_model != "FAILED":
+        model.meta.cal_step.adaptive_trace_model = "SKIPPED"

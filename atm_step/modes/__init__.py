@@ -43,7 +43,8 @@ def check_model(model, oversample):
     UnsupportedModelError
         For a model type other than IFUImageModel, SlitModel or MultiSlitModel, an
         instrument other than NIRSpec or MIRI MRS, a model (or slit) without a WCS,
-        or a multi-integration (TSO) model with ``oversample != 1``.
+        a multi-integration (TSO) model with ``oversample != 1``, or a slit model
+        where the installed jwst (2.0) has no ``trace_model`` for slits.
     """
     from stdatamodels.jwst import datamodels
 
@@ -68,6 +69,13 @@ def check_model(model, oversample):
         raise UnsupportedModelError(
             f"{name}: no ATM adapter for {type(model).__name__} with detector {detector} "
             f"(EXP_TYPE={exp_type}); supported: NIRSpec IFU, FS, MOS and MIRI MRS"
+        )
+    if isinstance(model, (datamodels.SlitModel, datamodels.MultiSlitModel)) and (
+        "trace_model" not in datamodels.SlitModel().schema.get("properties", {})
+    ):
+        raise UnsupportedModelError(
+            f"{name}: slit modes need jwst >= 3.0 (stdatamodels >= 6), whose SlitModel "
+            "holds a trace_model image; this jwst supports ATM for IFU data only"
         )
     if isinstance(model, datamodels.MultiSlitModel):
         if len(model.slits) == 0:
