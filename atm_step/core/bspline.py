@@ -29,7 +29,7 @@ def n_coefficients(nknots):
     return nknots + 3
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def basis(a, a0, inv_h, nknots, out):
     """
     Values of the four cubic B-splines that are non-zero at ``a``.
@@ -54,7 +54,7 @@ def basis(a, a0, inv_h, nknots, out):
     return i
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def accumulate(ata, aty, i, b, y, w):
     """Add (``w`` > 0) or remove (``w`` < 0) one point to banded normal equations."""
     for p in range(4):
@@ -131,7 +131,7 @@ def solve_banded(ata, aty, chol, coef):
     return True
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def evaluate(a, a0, inv_h, nknots, coef, b):
     """Value at ``a`` of the spline with coefficients ``coef`` (``b``: work, size 4)."""
     i = basis(a, a0, inv_h, nknots, b)

@@ -13,7 +13,7 @@ from numba import prange
 __all__ = ["linear_oversample", "interpolate_pixel"]
 
 
-@numba.njit(cache=True, nogil=True, inline="always")
+@numba.njit(cache=True, nogil=True)
 def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     """
     Value at native row coordinate ``t`` of column ``x`` of the region of pixel (r, x).
