@@ -32,20 +32,9 @@ def _strun(args, cwd):
 
 
 def _cube(model, cubepar, grid=None):
-    from jwst.cube_build import CubeBuildStep
-    from jwst.pixel_replace import PixelReplaceStep
+    from atm_step.validation.miri import build_cube
 
-    replaced = PixelReplaceStep.call(model)
-    kwargs = dict(
-        override_cubepar=cubepar,
-        channel="3",
-        weighting="drizzle",
-        wavemin=WAVE_RANGE[0],
-        wavemax=WAVE_RANGE[1],
-    )
-    if grid is not None:
-        kwargs.update(grid)
-    return CubeBuildStep.call(replaced, **kwargs)[0]
+    return build_cube(model, cubepar, WAVE_RANGE, grid=grid, channel="3")
 
 
 @pytest.fixture(scope="module")
