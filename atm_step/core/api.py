@@ -312,7 +312,6 @@ def _model_image(
         err, variances, regions, y_os, near, oversample, parts.estimated
     )
 
-    fitted_ids = set(int(r) for r in region_ids[to_fit])
     per_region = fit.per_region_counts(region_ids)
     result = ATMResult(
         flux=parts.flux,
@@ -330,7 +329,7 @@ def _model_image(
         inflation=inflation,
         mean_offset=float(offset),
         region_ids=region_ids,
-        fitted=np.array([int(r) in fitted_ids for r in region_ids], dtype=bool),
+        fitted=to_fit,
         n_columns_fitted=per_region["fitted"],
         n_columns_reused=per_region["reused"],
         n_rejected=per_region["rejected"],

@@ -30,22 +30,18 @@ def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
         return np.nan
     if preserve_nan and not np.isfinite(data[r, x]):
         return np.nan
+    # |t - r| <= 1/2, so floor(t) is r - 1 or r, and ceil(t) is r or r + 1
     ft = int(np.floor(t))
-    lo = min(ft, ny - 1)
-    if lo > r:
-        lo = r
     # nearest finite at or below floor(t), within the region
     la = -1
-    k = lo
+    k = ft
     while k >= 0 and regions[k, x] == reg:
         if np.isfinite(data[k, x]):
             la = k
             break
         k -= 1
     ua = -1
-    k = max(ft + 1 if t > ft else ft, 0)
-    if k < r and t >= r:
-        k = r
+    k = ft + 1 if t > ft else ft
     while k < ny and regions[k, x] == reg:
         if np.isfinite(data[k, x]):
             ua = k

@@ -558,10 +558,9 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
     # with N = 1 and no separate alpha_os the two grids are one: share the array
     same_grid = alpha_os is alpha
     spline_os = spline_native if same_grid else np.full(alpha_os.shape, np.nan)
-    geom = region_geometry(regions, alpha, ids) if ids.size else None
+    geom = region_geometry(regions, alpha, ids)
     if ids.size == 0:
-        empty = region_geometry(regions, alpha, np.zeros(0, dtype=np.int64))
-        return TraceFit(spline_native, model_native, spline_os, empty,
+        return TraceFit(spline_native, model_native, spline_os, geom,
                         np.zeros(0, np.int64), np.zeros((0, 3), np.int64))
 
     usable = np.isfinite(geom.dalpha) & (geom.alpha_max > geom.alpha_min)
