@@ -8,7 +8,6 @@ figure before and after: the paper's measure (brightest-spaxel spectra divided b
 by a 1-D drizzle along each slice (`atm_step.validation.drizzle`).
 """
 
-import logging
 import os
 import shutil
 import subprocess
@@ -19,8 +18,6 @@ from pathlib import Path
 import numpy as np
 
 __all__ = ["add_arguments", "run_from_args", "run_example"]
-
-log = logging.getLogger(__name__)
 
 
 def add_arguments(parser):

@@ -51,7 +51,7 @@ def test_sliding_window_model_matches_scipy_refit_per_column():
     """With rejection and the gap test off, the sliding-window normal equations give
     the same normalised model as refitting every column from scratch with scipy."""
     from atm_step.core import trace_fit
-    from atm_step.core.grid import nearest_native_row, oversampled_rows
+    from atm_step.core.grid import nearest_native_row
 
     flux, alpha, regions = _tilted_slice(seed=5)
     params = FitParameters(nknots=40, window=20, sigma_reject=1e9, gap_ratio=1e9, min_good=5)

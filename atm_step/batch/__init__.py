@@ -21,7 +21,7 @@ import sys
 
 from atm_step.batch.inputs import expand_inputs, output_name
 from atm_step.batch.report import BatchReport, ExposureResult
-from atm_step.batch.runner import INSTALL_HINT, MissingDependencyError, run
+from atm_step.batch.runner import MissingDependencyError, run
 from atm_step.batch.task import is_complete
 
 __all__ = [
