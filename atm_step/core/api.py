@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from atm_step.core import combine, errors, grid, linear, stats, trace_fit
-from atm_step.core.parameters import FitParameters
+from atm_step.core.parameters import FitParameters, check_parameter
 
 __all__ = ["ATMResult", "adaptive_trace_model"]
 
@@ -118,6 +118,8 @@ def _check_inputs(flux, alpha, regions, err, variances, alpha_os, oversample):
     flux = np.asarray(flux)
     if flux.ndim != 2:
         raise ValueError(f"flux must be a 2-D image (ny, nx); got shape {flux.shape}")
+    if flux.size == 0:
+        raise ValueError(f"flux has no pixels (shape {flux.shape}): nothing to model")
     for name, arr in (("alpha", alpha), ("regions", regions), ("err", err)):
         if arr is not None and np.shape(arr) != flux.shape:
             raise ValueError(
@@ -130,8 +132,8 @@ def _check_inputs(flux, alpha, regions, err, variances, alpha_os, oversample):
             )
     if not np.issubdtype(np.asarray(regions).dtype, np.integer):
         raise TypeError(f"regions must be an integer map; got dtype {np.asarray(regions).dtype}")
-    if not np.isfinite(oversample) or oversample < 1:
-        raise ValueError(f"oversample must be a finite factor >= 1; got {oversample}")
+    if alpha is None:
+        raise ValueError("alpha (the along-slice coordinate, shape of flux) is required")
     if alpha_os is not None:
         expect = grid.oversampled_shape(flux.shape, oversample)
         if np.shape(alpha_os) != expect:
@@ -223,8 +225,10 @@ def adaptive_trace_model(
     Raises
     ------
     ValueError
-        If arrays are not 2-D images of one shape, ``oversample < 1``, or a tuning
-        value is out of range.
+        If arrays are not 2-D images of one shape or hold no pixels, or a parameter
+        (``oversample``, ``fit_threshold``, ``slope_limit``, ``pad`` or a tuning
+        value) is outside its range in `atm_step.core.parameters.LIMITS` (NaN
+        included); the message names the parameter and the range.
     TypeError
         If ``regions`` is not an integer map or an unknown tuning keyword is given.
 
@@ -236,16 +240,60 @@ def adaptive_trace_model(
     implementation departs from jwst's step, the module docstrings of
     `atm_step.core.trace_fit` and `atm_step.core.combine` say how and why.
     """
+    oversample = check_parameter("oversample", oversample)
+    fit_threshold = check_parameter("fit_threshold", fit_threshold)
+    slope_limit = check_parameter("slope_limit", slope_limit)
+    pad = check_parameter("pad", pad)
     _check_inputs(flux, alpha, regions, err, variances, alpha_os, oversample)
     params = (parameters or FitParameters()).with_overrides(**tuning)
     if psf_optimal:
         fit_threshold = 0.0
         slope_limit = 0.0
+    regions, channel_groups, original_ids = _compact_ids(regions, channel_groups)
     with trace_fit.compiled_threads(maximum_cores):
-        return _model_image(
+        result = _model_image(
             flux, alpha, regions, err, variances, float(oversample), fit_threshold,
             slope_limit, pad, psf_optimal, alpha_os, channel_groups, params,
         )  # fmt: skip
+    if original_ids is not None:
+        result.region_ids = original_ids[result.region_ids]
+    return result
+
+
+#: Region ids above this (and sparser than one per ten pixels) are renumbered 1..K
+#: internally: the compiled kernels index per-region tables by id.
+_MAX_DIRECT_ID = 65535
+
+
+def _compact_ids(regions, channel_groups):
+    """
+    Renumber sparse or huge region ids to 1..K (a region id of 2**31 - 1 would
+    otherwise size lookup tables at 16 GiB).
+
+    Returns
+    -------
+    regions : ndarray
+        The map, renumbered if needed (else the input).
+    channel_groups : list or None
+        The groups in the new numbering.
+    original_ids : ndarray of int64 or None
+        ``original_ids[k]`` is the input id of new id ``k`` (None if not renumbered).
+    """
+    regions = np.asarray(regions)
+    top = int(regions.max(initial=0))
+    if top <= max(_MAX_DIRECT_ID, regions.size // 10):
+        return regions, channel_groups, None
+    ids = np.unique(regions[regions > 0])
+    compact = np.where(regions > 0, np.searchsorted(ids, regions) + 1, 0).astype(np.int64)
+    original_ids = np.concatenate([[0], ids]).astype(np.int64)
+    if channel_groups is not None:
+        present = set(ids.tolist())
+        channel_groups = [
+            [int(np.searchsorted(ids, r)) + 1 for r in group if int(r) in present]
+            for group in channel_groups
+        ]
+    log.debug("Region ids up to %d renumbered 1..%d", top, ids.size)
+    return compact, channel_groups, original_ids
 
 
 def _model_image(
@@ -285,6 +333,8 @@ def _model_image(
 
     # II.3: spline model of every region over threshold, at native and oversampled rows
     fit = trace_fit.fit_regions(work, alpha, regions, region_ids[to_fit], alpha_os, near, params)
+    # regions whose geometry cannot carry a spline (see fit_regions) are not fitted
+    to_fit &= np.isin(region_ids, fit.geometry.ids)
 
     # II.2, II.4, II.5
     parts = combine.combine_models(

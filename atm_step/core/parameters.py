@@ -1,14 +1,147 @@
-"""Tuning parameters of the spline fit, with the paper's values and instrument presets."""
+"""Tuning parameters of the spline fit, with the paper's values and instrument presets,
+and the allowed range of every ATM parameter (checked once, where a value enters)."""
 
-from dataclasses import dataclass, replace
+import math
+import numbers
+from dataclasses import dataclass, fields, replace
 
-__all__ = ["FitParameters", "COLUMN_ORDERS"]
+__all__ = ["FitParameters", "COLUMN_ORDERS", "LIMITS", "Limit", "check_parameter"]
 
 #: Orders in which the columns of a region are fitted (paper section II.3).
 #: ``ascending``: left to right (NIRSpec NRS1, where the trace is most tilted at the left);
 #: ``descending``: right to left (NRS2); ``outside_in``: from both ends to the middle
 #: (MIRI MRS, whose traces are parallel to the pixel grid in the middle of the detector).
 COLUMN_ORDERS = ("ascending", "descending", "outside_in")
+
+
+@dataclass(frozen=True)
+class Limit:
+    """
+    Allowed values of one numeric parameter.
+
+    Attributes
+    ----------
+    low, high : float or None
+        Bounds (None: unbounded on that side).
+    low_open, high_open : bool
+        Whether the bound itself is excluded.
+    integer : bool
+        Only whole numbers (``68`` or ``68.0``; not ``68.5``, not booleans).
+    optional : bool
+        ``None`` is allowed (meaning "choose automatically").
+    """
+
+    low: float | None = None
+    high: float | None = None
+    low_open: bool = False
+    high_open: bool = False
+    integer: bool = False
+    optional: bool = False
+
+    def describe(self):
+        """The allowed range in words, e.g. ``'an integer in [4, 1000]'``."""
+        kind = "an integer" if self.integer else "a finite number"
+        if self.low is not None and self.high is not None:
+            lo = "(" if self.low_open else "["
+            hi = ")" if self.high_open else "]"
+            text = f"{kind} in {lo}{self.low:g}, {self.high:g}{hi}"
+        elif self.low is not None:
+            text = f"{kind} {'>' if self.low_open else '>='} {self.low:g}"
+        elif self.high is not None:
+            text = f"{kind} {'<' if self.high_open else '<='} {self.high:g}"
+        else:
+            text = kind
+        return text + (" or None" if self.optional else "")
+
+    def check(self, name, value):
+        """
+        Return ``value`` (as int for integer parameters) if allowed.
+
+        Raises
+        ------
+        ValueError
+            Naming ``name``, the value and the allowed range.
+        """
+        if value is None and self.optional:
+            return None
+        bad = ValueError(f"parameter {name}={value!r} is not allowed: it must be {self.describe()}")
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise bad
+        value = float(value) if not isinstance(value, numbers.Integral) else int(value)
+        if not math.isfinite(value):
+            raise bad
+        if self.integer:
+            if value != int(value):
+                raise bad
+            value = int(value)
+        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
+            raise bad
+        if self.high is not None and (
+            value > self.high or (self.high_open and value == self.high)
+        ):
+            raise bad
+        return value
+
+
+#: Allowed range of every numeric ATM parameter, by name: the `FitParameters` fields and
+#: the arguments of `atm_step.core.adaptive_trace_model` (which the step shares). A new
+#: `FitParameters` field must get an entry here (a test checks it). Why these bounds:
+#:
+#: - ``oversample`` 1-10: the paper finds no gain beyond N = 3-5 (section III), and
+#:   memory grows linearly with N (a 2048 x 2048 image at N = 10 needs ~340 MB per array).
+#: - ``nknots`` 4-1000: fewer than 4 cubic intervals cannot follow a peaked profile
+#:   (4 is also the floor of the automatic choice); the paper's ~2 intervals per row
+#:   (68 for ~30-row NIRSpec slices) reaches 1000 only for a 500-row slit.
+#: - ``knots_per_row`` (0, 10]: paper ~2, jwst's PRISM setting 1; beyond ~10 per row
+#:   the intervals are narrower than the sampling any window of columns provides.
+#: - ``sigma_reject``, ``gap_ratio``, ``scale_sigma`` > 0 (large values switch the test off);
+#:   ``max_reject_fraction`` in [0, 1); counts (``window``, ``pad``, ``min_good``) >= 0;
+#:   ``max_iter``, ``scale_top`` >= 1.
+#: - ``fit_threshold`` and ``slope_limit`` may be any finite number (<= 0 means "fit
+#:   every region" / "use the spline everywhere"). NaN is refused everywhere: it would
+#:   silently switch a test off.
+LIMITS = {
+    "oversample": Limit(1, 10),
+    "fit_threshold": Limit(),
+    "slope_limit": Limit(),
+    "pad": Limit(0, None, integer=True),
+    "nknots": Limit(4, 1000, integer=True, optional=True),
+    "knots_per_row": Limit(0, 10, low_open=True),
+    "window": Limit(0, None, integer=True),
+    "sigma_reject": Limit(0, None, low_open=True),
+    "max_iter": Limit(1, None, integer=True),
+    "gap_ratio": Limit(0, None, low_open=True),
+    "min_good": Limit(0, None, integer=True, optional=True),
+    "max_reject_fraction": Limit(0, 1, high_open=True),
+    "scale_top": Limit(1, None, integer=True),
+    "scale_sigma": Limit(0, None, low_open=True),
+}
+
+
+def check_parameter(name, value):
+    """
+    Check one ATM parameter against :data:`LIMITS`.
+
+    Parameters
+    ----------
+    name : str
+        Parameter name (a key of :data:`LIMITS`).
+    value : object
+        The value given.
+
+    Returns
+    -------
+    int, float or None
+        The value, as an int for integer parameters.
+
+    Raises
+    ------
+    ValueError
+        If the value is not allowed; the message names the parameter and the range.
+    KeyError
+        If ``name`` has no entry in :data:`LIMITS`.
+    """
+    return LIMITS[name].check(name, value)
 
 
 @dataclass(frozen=True)
@@ -49,6 +182,12 @@ class FitParameters:
         scale factor (paper: 5).
     scale_sigma : float
         Clip, in rms, of the scale-factor ratios around the seed mean (paper: 2).
+
+    Raises
+    ------
+    ValueError
+        If a field is outside its range in :data:`LIMITS` (NaN included), or
+        ``column_order`` is unknown; the message names the field and the range.
     """
 
     nknots: int | None = None
@@ -66,20 +205,12 @@ class FitParameters:
     def __post_init__(self):
         if self.column_order not in COLUMN_ORDERS:
             raise ValueError(
-                f"column_order must be one of {COLUMN_ORDERS}, not {self.column_order!r}"
+                f"parameter column_order={self.column_order!r} is not allowed: it must be "
+                f"one of {COLUMN_ORDERS}"
             )
-        if self.window < 0:
-            raise ValueError(f"window must be >= 0 columns, not {self.window}")
-        if self.nknots is not None and self.nknots < 1:
-            raise ValueError(f"nknots must be >= 1, not {self.nknots}")
-        if self.sigma_reject <= 0:
-            raise ValueError(f"sigma_reject must be > 0, not {self.sigma_reject}")
-        if self.max_iter < 1:
-            raise ValueError(f"max_iter must be >= 1, not {self.max_iter}")
-        if self.gap_ratio <= 0:
-            raise ValueError(f"gap_ratio must be > 0, not {self.gap_ratio}")
-        if self.scale_top < 1:
-            raise ValueError(f"scale_top must be >= 1, not {self.scale_top}")
+        for f in fields(self):
+            if f.name in LIMITS:
+                object.__setattr__(self, f.name, check_parameter(f.name, getattr(self, f.name)))
 
     def with_overrides(self, **overrides):
         """

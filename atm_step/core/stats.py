@@ -209,10 +209,16 @@ def regions_over_threshold(flux, alpha, regions, ids, stats, fit_threshold, offs
     for k, rid in enumerate(np.asarray(ids).tolist()):
         rows = slice(geom.row0[k], geom.row1[k] + 1)
         sel = (regions[rows] == rid) & np.isfinite(flux[rows]) & np.isfinite(alpha[rows])
-        if not sel.any() or not np.isfinite(geom.dalpha[k]):
+        width = geom.alpha_max[k] - geom.alpha_min[k]
+        if not sel.any() or not np.isfinite(geom.dalpha[k]) or geom.dalpha[k] <= 0:
+            continue  # alpha does not change along the slice: no profile to collapse
+        if not np.isfinite(width) or width <= 0:
             continue
         step = geom.dalpha[k] / 2.0
-        nbins = max(1, int(np.ceil((geom.alpha_max[k] - geom.alpha_min[k]) / step)) + 1)
+        # bins of half a native row, at most two per row the region spans
+        span = geom.row1[k] - geom.row0[k] + 1
+        nbins = int(min(np.ceil(width / step), 2 * span)) + 1
+        step = max(step, width / (nbins - 1)) if nbins > 1 else step
         peak = _binned_median_peak(
             flux[rows][sel], alpha[rows][sel], geom.alpha_min[k], step, nbins
         )

@@ -563,12 +563,35 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
         return TraceFit(spline_native, model_native, spline_os, geom,
                         np.zeros(0, np.int64), np.zeros((0, 3), np.int64))
 
-    usable = np.isfinite(geom.dalpha) & (geom.alpha_max > geom.alpha_min)
+    # a spline along the slice needs alpha to change along it: alpha constant, NaN, or
+    # changing only across columns (no step between vertical neighbours) gives none
+    with np.errstate(invalid="ignore"):
+        usable = (np.isfinite(geom.dalpha) & (geom.dalpha > 0)
+                  & np.isfinite(geom.alpha_max - geom.alpha_min)
+                  & (geom.alpha_max > geom.alpha_min))  # fmt: skip
     if not usable.all():
-        log.warning("Regions %s have no usable alpha range; not fitted", ids[~usable].tolist())
+        log.warning(
+            "Regions %s: alpha does not change along the slice (constant, NaN, or changing "
+            "only along the dispersion axis); no spline model fitted there",
+            ids[~usable].tolist(),
+        )
         ids = ids[usable]
         geom = region_geometry(regions, alpha, ids)
+    # alpha range in native rows; a region cannot hold more independent rows than it
+    # spans (alpha that barely changes along the slice would otherwise ask for millions
+    # of knots)
+    span = (geom.row1 - geom.row0 + 1).astype(np.float64)
     n_rows = (geom.alpha_max - geom.alpha_min) / geom.dalpha
+    clamped = n_rows > span
+    if clamped.any():
+        log.warning(
+            "Regions %s: alpha changes far less between rows than across the region; "
+            "knots and bins sized from the rows the region spans",
+            ids[clamped].tolist(),
+        )
+        n_rows = np.where(clamped, span, n_rows)
+        # the native step per row used downstream (bins of the compact-source band)
+        geom.dalpha = np.where(clamped, (geom.alpha_max - geom.alpha_min) / span, geom.dalpha)
     if params.nknots is not None:
         nknots = np.full(ids.size, params.nknots, dtype=np.int64)
     else:
