@@ -6,7 +6,6 @@ import time
 import warnings
 
 import numpy as np
-from stcal.multiprocessing import compute_num_cores
 from stdatamodels.jwst import datamodels
 
 from jwst.datamodels import ModelContainer
@@ -139,10 +138,9 @@ class AdaptiveTraceModelStep(Step):
         Raises
         ------
         ValueError
-            If ``oversample < 1``.
+            If a parameter is outside its allowed range (see `check_parameters`).
         """
-        if not np.isfinite(self.oversample) or self.oversample < 1:
-            raise ValueError(f"oversample must be a finite factor >= 1; got {self.oversample}")
+        self.check_parameters()
         output = self.prepare_output(input_data)
         models = output if isinstance(output, ModelContainer) else [output]
         #: one dict per processed model: file, mode, oversample, regions, fitted,
@@ -153,18 +151,48 @@ class AdaptiveTraceModelStep(Step):
             self._process_model(model)
         return output
 
+    #: Step parameters checked against `atm_step.core.parameters.LIMITS` (None: preset).
+    CHECKED_PARAMETERS = ("oversample", "fit_threshold", "slope_limit", "pad", "nknots",
+                          "window", "sigma_reject", "max_iter", "gap_ratio")
+
+    def check_parameters(self):
+        """
+        Check every parameter once, before any data are read.
+
+        Numeric parameters must lie in their ranges of
+        `atm_step.core.parameters.LIMITS` (NaN is refused); ``maximum_cores`` must be
+        'none', 'one', 'quarter', 'half', 'all' or a whole number >= 1. A number above
+        the machine's cores is capped to them, with a warning.
+
+        Raises
+        ------
+        ValueError
+            Naming the parameter, its value and the allowed range.
+        """
+        from atm_step.core.parameters import LIMITS, check_parameter
+
+        for name in self.CHECKED_PARAMETERS:
+            value = getattr(self, name, None)
+            if value is None and name in ("oversample", "fit_threshold", "slope_limit"):
+                raise ValueError(f"{type(self).__name__}: parameter {name} must be "
+                                 f"{LIMITS[name].describe()}; got None")
+            if value is not None:
+                try:
+                    check_parameter(name, value)
+                except ValueError as exc:
+                    raise ValueError(f"{type(self).__name__}: {exc}") from None
+        self._cores = requested_cores(self.maximum_cores, os.cpu_count() or 1)
+
     # ------------------------------------------------------------------
     def _tuning(self):
         names = ("nknots", "window", "sigma_reject", "max_iter", "gap_ratio")
         return {k: getattr(self, k) for k in names if getattr(self, k, None) is not None}
 
     def _n_cores(self, n_regions):
-        value = str(self.maximum_cores).strip().lower()
-        try:
-            return max(1, compute_num_cores(value, max(n_regions, 1), os.cpu_count() or 1))
-        except (AttributeError, ValueError):
-            log.warning("maximum_cores=%r not understood; using 1 core", self.maximum_cores)
-            return 1
+        cores = getattr(self, "_cores", None)
+        if cores is None:
+            cores = requested_cores(self.maximum_cores, os.cpu_count() or 1)
+        return max(1, min(cores, n_regions))
 
     def _process_model(self, model):
         """Process one datamodel in place; sets S_TRCMOD."""
@@ -285,6 +313,53 @@ class AdaptiveTraceModelStep(Step):
             out.save(path)
             out.close()
             log.info("Saved %s in %s", what, path)
+
+
+#: Words ``maximum_cores`` accepts, as fractions of the machine's cores (jwst's set).
+CORE_WORDS = {"none": None, "one": None, "quarter": 4, "half": 2, "all": 1}
+
+
+def requested_cores(maximum_cores, available):
+    """
+    Threads asked for by the ``maximum_cores`` parameter.
+
+    Parameters
+    ----------
+    maximum_cores : str or int
+        'none' or 'one' (1), 'quarter', 'half', 'all' (that fraction of ``available``,
+        at least 1), or a whole number >= 1 (capped to ``available``, with a warning).
+    available : int
+        Cores of this machine.
+
+    Returns
+    -------
+    int
+
+    Raises
+    ------
+    ValueError
+        For any other value (e.g. 'lots', '0', '-2', '1.5'), naming the accepted ones.
+
+    Notes
+    -----
+    Convention: jwst's ``maximum_cores`` (`stcal.multiprocessing.compute_num_cores`),
+    which silently uses one core for values it does not understand.
+    """
+    text = str(maximum_cores).strip().lower()
+    if text in CORE_WORDS:
+        div = CORE_WORDS[text]
+        return 1 if div is None else max(1, available // div)
+    if text.isdigit() and int(text) >= 1:
+        n = int(text)
+        if n > available:
+            log.warning("maximum_cores=%s is more than the %d cores of this machine; using %d",
+                        text, available, available)
+            return available
+        return n
+    raise ValueError(
+        f"parameter maximum_cores={maximum_cores!r} is not allowed: it must be one of "
+        f"{', '.join(repr(w) for w in CORE_WORDS)} or a whole number >= 1"
+    )
 
 
 def _mark_failed(model):

@@ -103,5 +103,6 @@ def test_tso_cube_without_oversampling_gets_a_trace_model(tso_file, caplog):
 
 
 def test_oversample_below_one_raises(mos_files):
-    with pytest.raises(ValueError, match="oversample must be"):
+    with pytest.raises(ValueError, match=r"oversample=0.5 is not allowed: it must be a finite "
+                                         r"number in \[1, 10\]"):
         AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=0.5)

@@ -2,6 +2,7 @@
 
 import contextlib
 import logging
+import numbers
 import os
 import sys
 import time
@@ -124,8 +125,9 @@ def run(
     MissingDependencyError
         If dask.distributed is not installed.
     ValueError
-        If no input was given, or the step parameters are invalid (checked once,
-        before any task is sent).
+        If no input was given, ``workers`` is not a whole number >= 1, or a step
+        parameter is invalid (checked once, before any task is sent, against the
+        ranges of `atm_step.core.parameters.LIMITS`; NaN is refused).
     OSError
         If the scheduler cannot be reached or ``output_dir`` cannot be created.
     KeyboardInterrupt
@@ -133,10 +135,14 @@ def run(
         cluster; finished outputs are complete and a rerun skips them.
     """
     t0 = time.perf_counter()
+    if workers is not None and (isinstance(workers, bool)
+                                or not isinstance(workers, numbers.Integral) or workers < 1):
+        raise ValueError(f"workers={workers!r} is not allowed: it must be a whole number >= 1 "
+                         "(or None: one per core)")
     distributed = _require_distributed()
     options = dict(step_options or {})
     if oversample is not None:
-        options["oversample"] = float(oversample)
+        options["oversample"] = oversample
     param_file = str(Path(param_file).resolve()) if param_file is not None else None
     step_path = step_class_path(step_class)
     make_step(step_path, param_file, options)  # fail early, once, on bad parameters
@@ -214,9 +220,7 @@ def _client(distributed, scheduler, workers, n_jobs, options, connect_timeout):
                 client.wait_for_workers(1, timeout=connect_timeout)
             yield client
         return
-    n = int(workers) if workers else min(os.cpu_count() or 1, n_jobs)
-    if n < 1:
-        raise ValueError(f"workers must be >= 1; got {workers}")
+    n = int(workers) if workers is not None else min(os.cpu_count() or 1, n_jobs)
     env = dict(WORKER_ENV)
     if "maximum_cores" in options:  # asked for per-slice parallelism inside a task
         for key in ("NUMBA_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS",

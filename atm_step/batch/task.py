@@ -152,6 +152,9 @@ def make_step(step_class=None, param_file=None, options=None):
         config.pop("class", None)
         name = config.pop("name", None)
         step = cls.from_config_section(config, name=name, config_file=config_file)
+        check = getattr(step, "check_parameters", None)  # atm-step's ranges, NaN refused
+        if check is not None:
+            check()
     except Exception as exc:  # stpipe raises several types for bad parameters
         where = f" (parameter file {param_file})" if param_file else ""
         raise ValueError(f"invalid step parameters{where}: {exc}") from None
