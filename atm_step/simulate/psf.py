@@ -26,7 +26,7 @@ import numpy as np
 from scipy import special
 from scipy.integrate import cumulative_trapezoid
 
-__all__ = ["AiryPSF", "RAD_TO_ARCSEC"]
+__all__ = ["AiryPSF", "RAD_TO_ARCSEC", "jitter_for_fwhm"]
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,18 @@ class AiryPSF:
         Fractional spacing of the wavelength nodes (default 0.02, i.e. 2 %).
     core_sampling : float, optional
         Table samples per ``lambda_min / D`` in the PSF core (default 8).
+    wing_fraction : float, optional
+        Fraction of the flux moved from the core into faint wide wings, a circular
+        Gaussian of FWHM ``wing_fwhm`` (default 0: no wings). Models the scattered
+        light halo around the diffraction core; the total stays normalised to 1.
+    wing_fwhm : float, optional
+        FWHM of the wing Gaussian, arcsec (default 0.6).
 
     Raises
     ------
     ValueError
-        For non-positive sizes, a negative jitter or an empty wavelength range.
+        For non-positive sizes, a negative jitter, an empty wavelength range or a
+        wing fraction outside [0, 1).
 
     Notes
     -----
@@ -81,6 +88,8 @@ class AiryPSF:
         extent=None,
         node_step=0.02,
         core_sampling=8.0,
+        wing_fraction=0.0,
+        wing_fwhm=0.6,
     ):
         if not diameter > 0:
             raise ValueError(f"diameter must be > 0 m, got {diameter!r}")
@@ -95,8 +104,14 @@ class AiryPSF:
             raise ValueError(f"node_step must be > 0, got {node_step!r}")
         if not core_sampling > 0:
             raise ValueError(f"core_sampling must be > 0, got {core_sampling!r}")
+        if not 0.0 <= wing_fraction < 1.0:
+            raise ValueError(f"wing_fraction must be in [0, 1), got {wing_fraction!r}")
+        if not wing_fwhm > 0:
+            raise ValueError(f"wing_fwhm must be > 0 arcsec, got {wing_fwhm!r}")
         self.diameter = float(diameter)
         self.jitter_fwhm = float(jitter_fwhm)
+        self.wing_fraction = float(wing_fraction)
+        self.wing_fwhm = float(wing_fwhm)
         self.wavelength_range = (lmin, lmax)
         if extent is None:
             extent = max(4.0, 25.0 * self.lambda_over_d(lmax))
@@ -119,7 +134,8 @@ class AiryPSF:
     def __repr__(self):
         return (
             f"AiryPSF(diameter={self.diameter}, jitter_fwhm={self.jitter_fwhm}, "
-            f"wavelength_range={self.wavelength_range}, extent={self.extent:.3f})"
+            + (f"wing_fraction={self.wing_fraction}, wing_fwhm={self.wing_fwhm}, " if self.wing_fraction else "")
+            + f"wavelength_range={self.wavelength_range}, extent={self.extent:.3f})"
         )
 
     # ------------------------------------------------------------------ model
@@ -158,6 +174,14 @@ class AiryPSF:
         return np.interp(np.abs(np.asarray(radius, dtype=np.float64)), r_grid, prof, right=0.0)
 
     def _radial(self, lam):
+        r, core = self._radial_core(lam)
+        if not self.wing_fraction:
+            return r, core
+        sw = self.wing_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
+        wing = np.exp(-0.5 * (r / sw) ** 2) / (2.0 * math.pi * sw**2)
+        return r, (1.0 - self.wing_fraction) * core + self.wing_fraction * wing
+
+    def _radial_core(self, lam):
         lod = float(self.lambda_over_d(lam))
         sig = self.jitter_fwhm / (2.0 * math.sqrt(2.0 * math.log(2.0)))
         h = lod / 20.0
@@ -377,3 +401,51 @@ class AiryPSF:
         res = corner(a1, b1) - corner(a0, b1) - corner(a1, b0) + corner(a0, b0)
         res = np.where(bad, np.nan, res)
         return res.reshape(shape)
+
+
+def jitter_for_fwhm(fwhm, wavelength, diameter=6.5):
+    """
+    Gaussian blur that broadens the Airy core to a given FWHM.
+
+    Parameters
+    ----------
+    fwhm : float
+        Wanted FWHM of the blurred (not pixel-integrated) radial profile, arcsec.
+    wavelength : float
+        Micron.
+    diameter : float, optional
+        Aperture diameter, metres (default 6.5, JWST).
+
+    Returns
+    -------
+    float
+        ``jitter_fwhm`` (arcsec) for :class:`AiryPSF`; 0 when ``fwhm`` is not larger
+        than the unblurred Airy FWHM (``1.029 lambda / D``).
+
+    Raises
+    ------
+    ValueError
+        If ``fwhm`` or ``wavelength`` is not positive.
+
+    Notes
+    -----
+    Solved with :func:`scipy.optimize.brentq` on the FWHM of
+    :meth:`AiryPSF.radial_profile` (wings excluded), to 1e-4 of ``fwhm``.
+    """
+    from scipy.optimize import brentq
+
+    fwhm, lam = float(fwhm), float(wavelength)
+    if not (fwhm > 0 and lam > 0):
+        raise ValueError(f"fwhm and wavelength must be > 0, got {fwhm}, {lam}")
+    r = np.linspace(0.0, 2.0 * fwhm, 4001)
+
+    def measured(jitter):
+        psf = AiryPSF(diameter, jitter_fwhm=jitter, wavelength_range=(0.999 * lam, 1.001 * lam),
+                      extent=max(1.0, 4.0 * fwhm))
+        prof = psf.radial_profile(r, lam)
+        i = int(np.argmax(prof < 0.5 * prof[0]))
+        return 2.0 * np.interp(0.5 * prof[0], [prof[i], prof[i - 1]], [r[i], r[i - 1]])
+
+    if measured(0.0) >= fwhm:
+        return 0.0
+    return float(brentq(lambda j: measured(j) - fwhm, 0.0, fwhm, xtol=1e-4 * fwhm))

@@ -418,7 +418,7 @@ _OPTIONS = {
         "with_nebula": False,
         **_NEBULA,
     },
-    "bad_pixels": dict(_POINT, n_clusters=6, cluster_size=3),
+    "bad_pixels": dict(_POINT, n_clusters=6, cluster_size=3, offset=0.0),
     "negative_offset": dict(_POINT, offset=-0.1),
 }
 
@@ -444,6 +444,7 @@ def make_scene(
     steep_side="left",
     jitter_fwhm=0.01,
     psf=None,
+    peak_snr=None,
     **scene_options,
 ):
     """
@@ -475,14 +476,16 @@ def make_scene(
         ``"bad_pixels"``
             The point source with ``n_clusters=6`` NaN clusters of
             ``cluster_size x cluster_size`` (3) pixels centred on the trace peak
-            of the brightest slice, at evenly spaced columns.
+            of the brightest slice, at evenly spaced columns, plus a constant
+            ``offset=0.0`` MJy/sr (any finite value; negative for an
+            over-subtracted background).
         ``"negative_offset"``
             The point source plus a constant ``offset=-0.1`` MJy/sr on every
             slice pixel.
     nx, ny : int
         Detector size. ``ny=None`` gives the smallest detector that holds the slices.
     noise : float
-        Gaussian sigma in MJy/sr (>= 0).
+        Gaussian sigma in MJy/sr (>= 0). Ignored when ``peak_snr`` is given.
     seed : int or None
         Seed for :func:`numpy.random.default_rng` (noise and random scene content).
     n_slices, rows_per_slice, gap_rows, trace_slope, steep_side
@@ -495,6 +498,10 @@ def make_scene(
         PSF to use; its wavelength range must cover ``wave_range``. By default
         an :class:`AiryPSF` (6.5 m, ``jitter_fwhm``, ``wavelength_range=wave_range``)
         is built once per process and shared by scenes with the same settings.
+    peak_snr : float, optional
+        Set the Gaussian sigma so that the brightest native pixel of the point
+        sources alone (no nebula, no offset) has this signal-to-noise ratio:
+        ``noise = max(point-source image) / peak_snr``. ``Scene.noise`` holds the result.
     **scene_options
         Scene-specific options listed above.
 
@@ -562,10 +569,12 @@ def make_scene(
         sources.append(point("star", opts["alpha"], opts["beta"], star_spectrum(opts["source_flux"], wr, disp)))
         if name == "nebula":
             nebula = make_nebula()
-        if name == "negative_offset":
+        if name in ("negative_offset", "bad_pixels"):
             offset = float(opts["offset"])
-            if not offset < 0:
+            if name == "negative_offset" and not offset < 0:
                 raise ValueError(f"offset must be negative, got {offset}")
+            if not math.isfinite(offset):
+                raise ValueError(f"offset must be finite, got {offset}")
     elif name == "two_sources":
         sources.append(point("star", opts["alpha1"], opts["beta1"], star_spectrum(opts["flux1"], wr, disp)))
         sources.append(
@@ -612,6 +621,13 @@ def make_scene(
     )
     truth = scene._native(None, True, True)
     scene.truth_native = truth
+    if peak_snr is not None:
+        peak_snr = float(peak_snr)
+        if not (peak_snr > 0 and math.isfinite(peak_snr)):
+            raise ValueError(f"peak_snr must be a finite number > 0, got {peak_snr}")
+        stars = truth - scene._native([], True, False) - offset if nebula is not None else truth - offset
+        noise = float(np.nanmax(stars)) / peak_snr
+        scene.noise = noise
     inside = scene.regions > 0
     flux = truth.copy()
     if noise > 0:

@@ -9,9 +9,79 @@ import numpy as np
 
 from atm_step.validation import nirspec as V
 
-__all__ = ["generate", "miri_section", "render_markdown"]
+__all__ = ["generate", "miri_section", "render_markdown", "commit_stamp", "write_text_atomic", "json_default"]
 
 log = logging.getLogger(__name__)
+
+
+_GENERATED = ("docs/validation.md", "docs/validation.json", "docs/figures")
+
+
+def commit_stamp(command):
+    """
+    Where the numbers come from: commit, dirty flag, command, versions, date.
+
+    Parameters
+    ----------
+    command : str
+        The command line that produced the report.
+
+    Returns
+    -------
+    dict
+        ``describe`` (``git describe --always --tags --dirty``), ``commit`` (full id),
+        ``dirty`` (uncommitted changes outside the generated report files), ``command``,
+        ``date`` (UTC), ``atm_step``, ``jwst`` and ``numpy`` versions. Git fields are
+        ``"unknown"`` outside a git checkout.
+    """
+    import datetime
+    import subprocess
+
+    import atm_step
+
+    repo = Path(atm_step.__file__).resolve().parents[1]
+
+    def git(*a):
+        try:
+            r = subprocess.run(["git", "-C", str(repo), *a], capture_output=True, text=True, timeout=30,
+                               check=False)
+        except (OSError, subprocess.SubprocessError):
+            return None
+        return r.stdout.strip() if r.returncode == 0 else None
+
+    status = git("status", "--porcelain", "--", ".", *(f":(exclude){g}" for g in _GENERATED))
+    try:
+        import jwst
+
+        jv = jwst.__version__
+    except ImportError:
+        jv = None
+    return {
+        "describe": git("describe", "--always", "--tags", "--dirty") or "unknown",
+        "commit": git("rev-parse", "HEAD") or "unknown",
+        "dirty": None if status is None else bool(status),
+        "command": command,
+        "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+        "atm_step": getattr(atm_step, "__version__", "unknown"),
+        "jwst": jv,
+        "numpy": np.__version__,
+    }
+
+
+def write_text_atomic(path, text):
+    """Write ``text`` to ``path`` through a temporary file in the same folder and a rename."""
+    import os
+    import tempfile
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".tmp_", dir=path.parent if str(path.parent) else ".")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _pct(v, nd=2):
@@ -68,13 +138,22 @@ def miri_section(out_dir="docs", data_dir=None, workdir=None, cfg=None):
     out = Path(out_dir)
     results = json.loads((out / "validation.json").read_text())
     results["miri"] = _miri_metrics(data_dir, workdir, cfg)
-    (out / "validation.json").write_text(json.dumps(results, indent=1, default=_json_default))
-    (out / "validation.md").write_text(render_markdown(results))
+    results["miri"]["stamp"] = commit_stamp(f"python -m atm_step.validation --only-miri --out {out_dir}")
+    write_text_atomic(out / "validation.json", json.dumps(results, indent=1, default=json_default))
+    write_text_atomic(out / "validation.md", render_markdown(results))
     return results
 
 
-def _json_default(o):
-    return o.item() if isinstance(o, np.generic) else o
+def json_default(o):
+    """``json.dumps`` helper for NumPy scalars and arrays."""
+    if isinstance(o, np.generic):
+        return o.item()
+    if isinstance(o, np.ndarray):
+        return o.tolist()
+    return str(o)
+
+
+_json_default = json_default
 
 
 def _default_data_dir():
@@ -101,7 +180,8 @@ def _miri_metrics(data_dir=None, workdir=None, cfg=None):
     return res
 
 
-def generate(out_dir="docs", cfg=V.DEFAULT_CONFIG, figures=True, miri=True):
+def generate(out_dir="docs", cfg=V.DEFAULT_CONFIG, figures=True, miri=True, legacy=True, grid_cases=None,
+             grid_kw=None, command="python -m atm_step.validation --out docs"):
     """
     Run every validation measure and write ``validation.md``, ``validation.json`` and figures.
 
@@ -115,47 +195,82 @@ def generate(out_dir="docs", cfg=V.DEFAULT_CONFIG, figures=True, miri=True):
         Write the PNG figures (needs matplotlib).
     miri : bool
         Also run the MIRI MRS section (real geometry, jwst cube_build).
+    legacy : bool
+        Also run the G395H-like blurred-PSF sections (point source, nebula, two
+        sources, bad pixels, errors).
+    grid_cases : list of atm_step.validation.grid.Case, optional
+        Cases of the sharp-PSF grid (default :func:`grid.full_cases`).
+    grid_kw : dict, optional
+        Keyword arguments of :func:`grid.run_grid` (``jwst``, ``jwst_compute``, ``cache``).
+    command : str
+        Command line recorded in the commit stamp.
 
     Returns
     -------
     dict
         All numbers (also written as JSON).
     """
+    from atm_step.validation import grid as G
+
     out = Path(out_dir)
     figdir = out / "figures"
     figdir.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    results = {"config": {k: getattr(cfg, k) for k in ("nx", "noise", "wave_range", "jitter_fwhm", "seed",
-                                                         "n_realisations", "oversamples")}}
-    ps = V.point_source_metrics(cfg, keep=figures)
-    if figures:
-        results["figures"] = {k: str(Path(v).relative_to(out)) for k, v in _figures(ps, figdir).items()}
-    results["point_source"] = {k: ps[k] for k in ("rows", "noise_floor", "noise_floor_rms", "ideal", "jwst_fit_seconds")}
-    for name, fn in (("nebula", V.nebula_metrics), ("two_sources", V.two_sources_metrics),
-                     ("bad_pixels", V.bad_pixel_metrics), ("errors", V.error_metrics)):
-        try:
-            results[name] = fn(cfg)
-        except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
-            log.exception("validation section %s failed", name)
-            results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
+    results = {"stamp": commit_stamp(command)}
+    results["grid"] = G.run_grid(G.full_cases() if grid_cases is None else grid_cases, **(grid_kw or {}))
+    if legacy:
+        results["config"] = {k: getattr(cfg, k) for k in ("nx", "noise", "wave_range", "jitter_fwhm", "seed",
+                                                            "n_realisations", "oversamples")}
+        ps = V.point_source_metrics(cfg, keep=figures)
+        if figures:
+            results["figures"] = {k: str(Path(v).relative_to(out)) for k, v in _figures(ps, figdir).items()}
+        results["point_source"] = {k: ps[k] for k in ("rows", "noise_floor", "noise_floor_rms", "ideal",
+                                                      "jwst_fit_seconds")}
+        for name, fn in (("nebula", V.nebula_metrics), ("two_sources", V.two_sources_metrics),
+                         ("bad_pixels", V.bad_pixel_metrics), ("errors", V.error_metrics)):
+            try:
+                results[name] = fn(cfg)
+            except Exception as exc:  # noqa: BLE001 - one failed section must not lose the others
+                log.exception("validation section %s failed", name)
+                results[name] = {"failed": f"{type(exc).__name__}: {exc}"}
     if miri:
         results["miri"] = _miri_metrics()
     results["seconds"] = time.perf_counter() - t0
-    (out / "validation.json").write_text(json.dumps(results, indent=1, default=_json_default))
-    (out / "validation.md").write_text(render_markdown(results))
+    write_text_atomic(out / "validation.json", json.dumps(results, indent=1, default=json_default))
+    write_text_atomic(out / "validation.md", render_markdown(results))
     log.info("validation written to %s in %.0f s", out, results["seconds"])
     return results
 
 
 def render_markdown(r):
     """The ``validation.md`` text for the numbers of :func:`generate`."""
-    c = r["config"]
-    ps = r["point_source"]
+    from atm_step.validation import grid as G
+
     L = []
     w = L.append
     w("# Validation: resampling artifacts, flux, lines and errors\n")
-    w("Generated by `python -m atm_step.validation --out docs` (do not edit by hand). "
-      f"Run time {r['seconds']:.0f} s.\n")
+    st = r.get("stamp", {})
+    w(f"Generated by `{st.get('command', 'python -m atm_step.validation --out docs')}` (do not edit by hand) at "
+      f"commit `{st.get('describe', 'unknown')}` ({st.get('commit', 'unknown')}"
+      + (", **uncommitted changes**" if st.get("dirty") else "") + f"), {st.get('date', '')}; "
+      f"jwst {st.get('jwst', '-')}, numpy {st.get('numpy', '-')}. Run time {r['seconds']:.0f} s. "
+      "Subsets: `python -m atm_step.validation --quick` or `--scene NAME --fwhm PX --n N` (see `--help`).\n")
+    if "grid" in r:
+        G.render_markdown(r["grid"], w)
+    if "point_source" in r:
+        _render_legacy(r, w)
+    if "miri" in r:
+        _render_miri(r["miri"], w)
+    else:
+        w("- MIRI MRS through jwst's cube_build is not part of this run (see the report of the validation issue).")
+    return "\n".join(L) + "\n"
+
+
+def _render_legacy(r, w):
+    """Append the G395H-like blurred-PSF sections 1-5 via ``w``."""
+    c = r["config"]
+    ps = r["point_source"]
+    w("# G395H-like blurred PSF: sections 1-5\n")
     w("## Set-up\n")
     w(f"- Scenes: `atm_step.simulate.make_scene(name, nx={c['nx']}, ny=None, noise={c['noise']}, "
       f"seed={c['seed']}, wave_range={tuple(c['wave_range'])}, jitter_fwhm={c['jitter_fwhm']})`: a "
@@ -253,11 +368,6 @@ def render_markdown(r):
     w("- Reported errors of drizzled cubes ignore the covariance between spaxels that share a pixel, so even the "
       "standard cube under-reports the aperture scatter; the paper's inflation (X = 0.23 N + 0.77) targets SNR "
       "conservation relative to N = 1, not the absolute scatter.")
-    if "miri" in r:
-        _render_miri(r["miri"], w)
-    else:
-        w("- MIRI MRS through jwst's cube_build is not part of this run (see the report of the validation issue).")
-    return "\n".join(L) + "\n"
 
 
 def _render_miri(m, w):
@@ -269,7 +379,7 @@ def _render_miri(m, w):
     c = m["config"]
     w("- Scene: `atm_step.validation.miri.point_source_metrics`: the MIRISim ch3/4 LONG (MIRIFULONG) level-2b "
       "shell with the flight distortion/specwcs/wavelengthrange and ground regions files "
-      "(`/work/shared/data/miri_mrs/`), WCS from `jwst.assign_wcs.assign_wcs.load_wcs`. One bright, undersampled "
+      "(`miri_mrs/` in the data folder, `$ATM_STEP_TEST_DATA`), WCS from `jwst.assign_wcs.assign_wcs.load_wcs`. One bright, undersampled "
       f"Airy point source (6.5 m aperture, no jitter) at alpha, beta = ({c['alpha0']}, {c['beta0']})\", integrated "
       f"over each pixel along the slice, + 0.05 MJy/sr background, Gaussian noise sigma = {c['err']} MJy/sr "
       f"(peak SNR {m['peak_snr']:.0f}). **Single exposure, no dither.**")
