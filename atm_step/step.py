@@ -66,8 +66,9 @@ class AdaptiveTraceModelStep(Step):
     ``max_iter``, ``gap_ratio``) default to None, meaning the observing mode's preset
     (`atm_step.core.FitParameters`).
 
-    Supported inputs: NIRSpec IFU and MIRI MRS ``IFUImageModel``; NIRSpec fixed-slit
-    and MOS ``SlitModel`` and ``MultiSlitModel``; a file name of any of these, an
+    Supported inputs: NIRSpec IFU and MIRI MRS ``IFUImageModel``; NIRSpec fixed-slit,
+    BOTS and MOS ``SlitModel`` and ``MultiSlitModel``; MIRI LRS fixed-slit and slitless
+    ``SlitModel``; a file name of any of these, an
     association, or a ``ModelContainer`` (each model is processed separately). Any
     other model (imaging, a model without a WCS, a multi-integration cube with
     ``oversample != 1``) is returned unchanged with ``S_TRCMOD = 'FAILED'`` and an

@@ -72,13 +72,16 @@ def test_model_without_wcs_is_refused(mos_files, tmp_path, caplog):
 
 @pytest.fixture
 def tso_file(mos_files, tmp_path):
-    """A 3-integration SlitModel cube built from a MOS cutout (the WCS is 2-D)."""
+    """A 3-integration NIRSpec BOTS SlitModel built from a MOS cutout (the WCS is 2-D):
+    the integrations are the cutout times 0.9, 1 and 1.2, so their per-pixel median is
+    the cutout itself."""
     model = datamodels.open(str(mos_files[0]))
     cube = datamodels.SlitModel()
     cube.update(model)
     cube.meta.wcs = model.meta.wcs
+    scale = np.array([0.9, 1.0, 1.2], dtype=np.float32)[:, None, None]
     for name in ("data", "err", "var_poisson", "var_rnoise", "var_flat"):
-        setattr(cube, name, np.repeat(getattr(model, name)[None], 3, axis=0))
+        setattr(cube, name, getattr(model, name)[None] * scale)
     cube.dq = np.repeat(model.dq[None], 3, axis=0)
     cube.meta.exposure.type = "NRS_BRIGHTOBJ"
     path = tmp_path / "tso_calints.fits"
@@ -93,13 +96,30 @@ def test_tso_cube_with_oversampling_is_refused(tso_file, caplog):
     assert any("tso_calints.fits" in e and "TSO" in e for e in errors), errors
 
 
-def test_tso_cube_without_oversampling_gets_a_trace_model(tso_file, caplog):
+def test_tso_cube_without_oversampling_gets_a_trace_model(tso_file, mos_files, caplog):
     result, errors = _run(tso_file, caplog, oversample=1, fit_threshold=0, slope_limit=0)
     assert not errors
     assert result.meta.cal_step.adaptive_trace_model == "COMPLETE"
     assert result.data.shape == (3, 25, 341)
     assert result.trace_model.shape == (25, 341)
     assert np.isfinite(result.trace_model).sum() > 1000
+    # jwst's semantics: the profile is fitted to the median image, here the cutout
+    single = AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=1, fit_threshold=0,
+                                         slope_limit=0)  # fmt: skip
+    np.testing.assert_array_equal(result.trace_model, single.trace_model)
+
+
+def test_miri_slit_model_other_than_lrs_is_refused(tmp_path, caplog):
+    model = datamodels.SlitModel(np.ones((20, 30), dtype=np.float32))
+    model.meta.instrument.name = "MIRI"
+    model.meta.instrument.detector = "MIRIMAGE"
+    model.meta.exposure.type = "MIR_WFSS"
+    path = tmp_path / "miri_wfss_cal.fits"
+    model.save(str(path))
+    result, errors = _run(path, caplog, oversample=2)
+    assert result.meta.cal_step.adaptive_trace_model == REFUSED
+    np.testing.assert_array_equal(result.data, 1.0)
+    assert any("miri_wfss_cal.fits" in e and "MIR_WFSS" in e for e in errors), errors
 
 
 def test_oversample_below_one_raises(mos_files):

@@ -257,3 +257,18 @@ class FitParameters:
     def miri_mrs(cls):
         """MIRI MRS preset: 36 knots, +-50 columns, gap limit 1.2, fitted outside-in."""
         return cls(nknots=36, window=50, gap_ratio=1.2, column_order="outside_in", min_good=8)
+
+    @classmethod
+    def miri_lrs(cls, slitless=False):
+        """
+        MIRI LRS preset (jwst 3.0's settings for LRS): +-5 columns, 3-sigma rejection,
+        gap limit 1.2, at least 8 good pixels per column, fitted from the last
+        dispersion column to the first.
+
+        Fixed slit: 40 knots, 3 fit-and-reject passes; slitless: 60 knots, 2 passes.
+        """
+        if slitless:
+            return cls(nknots=60, window=5, sigma_reject=3.0, max_iter=2, gap_ratio=1.2,
+                       column_order="descending", min_good=8)  # fmt: skip
+        return cls(nknots=40, window=5, sigma_reject=3.0, max_iter=3, gap_ratio=1.2,
+                   column_order="descending", min_good=8)  # fmt: skip

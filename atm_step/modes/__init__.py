@@ -8,6 +8,7 @@ datamodel                   exposure                              adapter
 IFUImageModel               NIRSpec (detector NRS1/NRS2)          `NIRSpecIFUAdapter`
 IFUImageModel               MIRI (MIR_MRS)                        `MIRIMRSAdapter`
 SlitModel                   NIRSpec FS, BOTS, MOS                 `NIRSpecSlitAdapter`
+SlitModel                   MIRI LRS fixed slit, slitless         `MIRILRSAdapter`
 MultiSlitModel              NIRSpec FS, MOS                       one `NIRSpecSlitAdapter`
                                                                   per slit
 ==========================  ===================================  ==========================
@@ -16,6 +17,7 @@ Everything else raises `UnsupportedModelError` with the reason.
 """
 
 from atm_step.modes.base import CoreInputs, ModeAdapter, UnsupportedModelError
+from atm_step.modes.miri_lrs import LRS_EXP_TYPES
 
 __all__ = ["CoreInputs", "ModeAdapter", "UnsupportedModelError", "adapters_for", "check_model"]
 
@@ -42,7 +44,8 @@ def check_model(model, oversample):
     ------
     UnsupportedModelError
         For a model type other than IFUImageModel, SlitModel or MultiSlitModel, an
-        instrument other than NIRSpec or MIRI MRS, a model (or slit) without a WCS,
+        instrument or mode other than NIRSpec, MIRI MRS or MIRI LRS (fixed slit,
+        slitless), a model (or slit) without a WCS,
         a multi-integration (TSO) model with ``oversample != 1``, or a slit model
         where the installed jwst (2.0) has no ``trace_model`` for slits.
     """
@@ -65,10 +68,17 @@ def check_model(model, oversample):
         pass
     elif detector.startswith("MIR") and isinstance(model, datamodels.IFUImageModel):
         pass
+    elif (
+        detector.startswith("MIR")
+        and isinstance(model, datamodels.SlitModel)
+        and exp_type.upper() in LRS_EXP_TYPES
+    ):
+        pass
     else:
         raise UnsupportedModelError(
             f"{name}: no ATM adapter for {type(model).__name__} with detector {detector} "
-            f"(EXP_TYPE={exp_type}); supported: NIRSpec IFU, FS, MOS and MIRI MRS"
+            f"(EXP_TYPE={exp_type}); supported: NIRSpec IFU, FS, BOTS, MOS, MIRI MRS and "
+            "MIRI LRS (fixed slit, slitless)"
         )
     if isinstance(model, (datamodels.SlitModel, datamodels.MultiSlitModel)) and (
         "trace_model" not in datamodels.SlitModel().schema.get("properties", {})
@@ -124,6 +134,10 @@ def adapters_for(model):
         from atm_step.modes.miri_mrs import MIRIMRSAdapter
 
         return [MIRIMRSAdapter(model)]
+    if detector.startswith("MIR"):
+        from atm_step.modes.miri_lrs import MIRILRSAdapter
+
+        return [MIRILRSAdapter(model)]
     from atm_step.modes.nirspec_slit import NIRSpecSlitAdapter
 
     if isinstance(model, datamodels.MultiSlitModel):
