@@ -174,6 +174,24 @@ class ModeAdapter:
         self.wcs = model.meta.wcs
         self.name = getattr(model, "name", None) or self.meta.filename
 
+    def data_unit(self):
+        """
+        Unit of this image's SCI array (``BUNIT``), or None if none is recorded.
+
+        A slit of a MultiSlitModel carries its own unit: jwst's ``photom`` sets it per
+        slit (MJy/sr for extended sources, MJy for point sources) and leaves the
+        MultiSlitModel's top-level unit unset. The slit's unit is used; the containing
+        model's only when the slit has none.
+        """
+        for meta in (self.model.meta, self.meta):
+            try:
+                unit = meta.bunit_data
+            except AttributeError:  # not in the schema of this node
+                unit = None
+            if unit:
+                return str(unit)
+        return None
+
     # --- orientation -----------------------------------------------------
     def to_core(self, arr):
         """Detector-oriented image -> core orientation (a view)."""

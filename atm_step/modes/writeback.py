@@ -55,9 +55,14 @@ def _f32(arr):
         return np.asarray(arr, dtype=np.float32)
 
 
-def flux_scale(model_meta, oversample):
-    """Factor applied to flux-like images: ``1/N`` for flux densities, else 1."""
-    if oversample != 1 and is_flux_density(model_meta.bunit_data):
+def flux_scale(adapter, oversample):
+    """
+    Factor applied to flux-like images: ``1/N`` for flux densities (e.g. MJy), else 1.
+
+    The unit is the image's own (`ModeAdapter.data_unit`): per slit for a
+    MultiSlitModel, as jwst's ``photom`` writes it and jwst's step reads it.
+    """
+    if oversample != 1 and is_flux_density(adapter.data_unit()):
         return 1.0 / float(oversample)
     return 1.0
 
@@ -79,7 +84,7 @@ def intermediate_images(adapter, result):
         ``spline_full``, ``spline_used``, ``linear_interp`` and ``spline_residual``;
         the last two are None when ``oversample == 1`` (as in jwst).
     """
-    scale = flux_scale(adapter.meta, result.oversample)
+    scale = flux_scale(adapter, result.oversample)
     out = {
         "spline_full": adapter.from_core(result.spline) * scale,
         "spline_used": adapter.from_core(result.trace) * scale,
@@ -112,7 +117,10 @@ def apply_result(adapter, result):
 
     model = adapter.model
     n = float(result.oversample)
-    scale = flux_scale(adapter.meta, n)
+    scale = flux_scale(adapter, n)
+    if n != 1 and adapter.data_unit() is None:
+        log.warning("%s: SCI has no unit (BUNIT); treated as surface brightness, so the "
+                    "oversampled flux is not divided by N=%g", adapter.name, n)
     model.trace_model = _f32(adapter.from_core(result.trace) * scale)
     if n == 1:
         return 0
