@@ -22,11 +22,13 @@ __all__ = ["add_arguments", "run_from_args", "run_example"]
 
 def add_arguments(parser):
     """Command-line options of ``atm-step example``."""
+    from atm_step.cli import factor, positive_int
+
     parser.add_argument(
         "--output-dir", default="atm_example", help="folder for the files (default ./atm_example)"
     )
-    parser.add_argument("--oversample", type=float, default=3.0, help="oversampling factor N")
-    parser.add_argument("--nx", type=int, default=1024, help="detector columns to simulate")
+    parser.add_argument("--oversample", type=factor, default=3.0, help="oversampling factor N >= 1")
+    parser.add_argument("--nx", type=positive_int, default=1024, help="detector columns to simulate")
     parser.add_argument("--seed", type=int, default=1, help="noise seed")
 
 
@@ -142,9 +144,13 @@ def run_example(output_dir="atm_example", oversample=3.0, nx=1024, seed=1):
 
 def run_from_args(args):
     """Entry for ``atm-step example``; returns the exit status."""
+    from atm_step.cli import UsageError
+
     try:
         run_example(args.output_dir, args.oversample, args.nx, args.seed)
     except RuntimeError as exc:
         print(f"atm-step example: {exc}", file=sys.stderr)
         return 1
+    except (ValueError, OSError) as exc:  # e.g. too few columns, an unwritable folder
+        raise UsageError(str(exc)) from exc
     return 0

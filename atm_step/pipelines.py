@@ -12,6 +12,11 @@ from jwst.pipeline import Spec2Pipeline, Spec3Pipeline
 
 from atm_step.step import AdaptiveTraceModelStep, accept_jwst_parameter_class
 
+# Output names inside the pipelines are jwst's: with
+# ``--steps.adaptive_trace_model.save_results=true`` the step's product is
+# ``<root>_adaptive_trace_model.fits`` (Spec2) or ``<root>_<asn id>_adaptive_trace_model.fits``
+# (Spec3; stpipe's naming for a step of a pipeline run on an association).
+
 __all__ = ["PipelineAdaptiveTraceModelStep", "Spec2PipelineATM", "Spec3PipelineATM"]
 
 
@@ -27,6 +32,8 @@ class Spec2PipelineATM(Spec2Pipeline):
     """jwst's `~jwst.pipeline.Spec2Pipeline` using atm-step for adaptive trace modelling."""
 
     class_alias = "calwebb_spec2_atm"
+    #: atm-step's loggers are configured too, so the step's per-exposure summary shows
+    get_stpipe_loggers = staticmethod(AdaptiveTraceModelStep.get_stpipe_loggers)
     step_defs = {**Spec2Pipeline.step_defs, "adaptive_trace_model": PipelineAdaptiveTraceModelStep}
 
     @classmethod
@@ -47,6 +54,8 @@ class Spec3PipelineATM(Spec3Pipeline):
     """jwst's `~jwst.pipeline.Spec3Pipeline` using atm-step for adaptive trace modelling."""
 
     class_alias = "calwebb_spec3_atm"
+    #: atm-step's loggers are configured too, so the step's per-exposure summary shows
+    get_stpipe_loggers = staticmethod(AdaptiveTraceModelStep.get_stpipe_loggers)
     step_defs = {**Spec3Pipeline.step_defs, "adaptive_trace_model": PipelineAdaptiveTraceModelStep}
 
     @classmethod

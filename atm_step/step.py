@@ -74,13 +74,19 @@ class AdaptiveTraceModelStep(Step):
     ``oversample != 1``) is returned unchanged with ``S_TRCMOD = 'FAILED'`` and an
     error message naming the file and the reason.
 
-    Notes
-    -----
+    Output names: run on its own (``strun atm``, ``Step.call`` with
+    ``save_results``), the step writes ``<root>_atm.fits``, as ``atm-step run`` and
+    the shipped parameter files do; inside jwst's pipelines it follows the pipeline's
+    naming (``<root>_adaptive_trace_model.fits`` when saved).
+
     Source: D. R. Law et al., "Mitigating Resampling Artifacts for the JWST IFU
     Spectrometers with Adaptive Trace Modeling". The datamodel contract (extensions,
     keywords, WCS frames, DQ flags) is that of jwst 3.0's step; see
     ``docs/modes.md``.
     """
+
+    # No numpydoc section headings above: ``strun atm --help`` prints this docstring
+    # as one paragraph, where an underlined heading would read as "Notes -----".
 
     class_alias = "adaptive_trace_model"
 
@@ -108,6 +114,21 @@ class AdaptiveTraceModelStep(Step):
         return super()._parse_class_and_name(
             config, parent=parent, name=name, config_file=config_file
         )
+
+    def default_suffix(self):
+        """
+        Output suffix when none is given: ``atm`` for a standalone run.
+
+        Inside a pipeline the step keeps stpipe's default (its name,
+        ``adaptive_trace_model``), as jwst's step does there.
+
+        Returns
+        -------
+        str
+        """
+        if self.parent is None:
+            return "atm"
+        return super().default_suffix()
 
     @staticmethod
     def get_stpipe_loggers():
@@ -271,7 +292,7 @@ class AdaptiveTraceModelStep(Step):
             **self._tuning(),
         )
         for i, rid in enumerate(result.region_ids):
-            log.info(
+            log.debug(
                 "  %s region %d: %s, %d columns fitted, %d reused, band %.1f rows",
                 label,
                 rid,

@@ -2,6 +2,7 @@
 
 import sys
 from argparse import ArgumentParser
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -54,7 +55,10 @@ def test_cli_simulate(tmp_path, capsys):
     args = parser.parse_args(["--simulate", "point_source", "--oversample", "2", "--nx", "120", "--out", str(tmp_path)])
     assert cli.run_from_args(args) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["point_source_model_map.png", "point_source_profiles.png"]
-    assert cli.run_from_args(parser.parse_args(["--out", str(tmp_path)])) == 2
+    from atm_step.cli import UsageError
+
+    with pytest.raises(UsageError, match="give a cal file"):
+        cli.run_from_args(parser.parse_args(["--out", str(tmp_path)]))
 
 
 def test_missing_matplotlib_message(monkeypatch):
@@ -63,3 +67,47 @@ def test_missing_matplotlib_message(monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)
     with pytest.raises(ImportError, match=r"pip install atm-step\[qa\]"):
         require_matplotlib()
+
+
+def test_robust_limits_ignore_one_outlier():
+    from atm_step.qa.plots import robust_limits
+
+    y = np.r_[np.linspace(0.0, 0.1, 300), -0.4]  # the MOS panel's stray sample
+    bottom, top = robust_limits(y)
+    assert -0.01 < bottom < 0.0 and 0.1 < top < 0.11
+    assert min(y) < bottom  # the outlier is off the panel, not stretching it
+    assert robust_limits([np.nan]) is None
+
+
+@pytest.mark.parametrize("n", [3.0, 2.5])
+def test_qa_reads_n_from_slit_files_and_names_file_and_slit(mos_files, tmp_path, monkeypatch, n):
+    """A MOS slit (SlitModel) oversampled N times: QA reads N from the output, titles name the
+    file and the slit, PNG names carry the slit name (no bare index)."""
+    from atm_step import AdaptiveTraceModelStep
+    from atm_step.qa import cli, plots
+
+    before = mos_files[0]
+    after = tmp_path / "after_atm.fits"
+    AdaptiveTraceModelStep.call(str(before), oversample=n).save(str(after))
+    assert cli.oversample_from_files(before, after) == n
+    seen = {}
+
+    def spy(path, result, regions, title=None):
+        seen.update(oversample=result.oversample, title=title)
+        return str(path)
+
+    monkeypatch.setattr(plots, "model_map_figure", spy)
+    written = cli.qa_for_files(tmp_path / "qa", before, after)
+    stem = before.name.removesuffix(".fits")
+    assert [Path(p).name for p in written] == [f"{stem}_slit138_profiles.png", f"{stem}_slit138_model_map.png"]
+    assert seen["oversample"] == n
+    assert seen["title"].startswith(f"{before.name}, slit 138\n")
+
+
+def test_qa_n_is_one_for_a_native_output(mos_files, tmp_path):
+    from atm_step import AdaptiveTraceModelStep
+    from atm_step.qa import cli
+
+    after = tmp_path / "after_atm.fits"
+    AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=1).save(str(after))
+    assert cli.oversample_from_files(mos_files[0], after) == 1.0

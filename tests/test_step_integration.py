@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from atm_step import AdaptiveTraceModelStep
+from atm_step.batch.inputs import output_name
 
 
 def test_entry_point_registers_alias_atm_and_pipelines():
@@ -42,7 +43,9 @@ def test_strun_command_line_with_package_prefix(mos_files, tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     from stdatamodels.jwst import datamodels
 
-    (out,) = tmp_path.glob("*_adaptivetracemodelstep.fits")
+    # the same name as `atm-step run` and a parameter-file run give (one naming scheme)
+    (out,) = tmp_path.glob("*.fits")
+    assert out.name == output_name(mos_files[1]) == mos_files[1].name.replace(".fits", "_atm.fits")
     with datamodels.open(str(out)) as model:
         assert model.data.shape == (50, 341)
         assert model.meta.cal_step.adaptive_trace_model == "COMPLETE"
@@ -137,3 +140,62 @@ def test_model_container_each_model_processed_input_untouched(mos_files):
     assert [m.data.shape for m in result] == [(50, 341), (50, 341)]
     assert [m.meta.cal_step.adaptive_trace_model for m in result] == ["COMPLETE"] * 2
     assert [m.data.shape for m in container] == [(25, 341), (25, 341)]
+
+
+def test_one_output_name_for_standalone_runs_and_jwst_names_in_pipelines(mos_files, tmp_path):
+    """Step.call, a shipped parameter file and the batch runner all write <root>_atm.fits;
+    inside the pipelines the step keeps jwst's name, adaptive_trace_model."""
+    from atm_step import params
+    from atm_step.pipelines import Spec2PipelineATM, Spec3PipelineATM
+
+    src = mos_files[2]
+    expected = output_name(src)
+    assert expected.endswith("_933_atm.fits")
+    AdaptiveTraceModelStep.call(str(src), save_results=True, output_dir=str(tmp_path / "call"))
+    step = AdaptiveTraceModelStep.from_config_file(params.path("point_source"))
+    step.output_dir = str(tmp_path / "pars")
+    step.save_results = True
+    step.run(str(src))
+    for sub in ("call", "pars"):
+        assert [p.name for p in (tmp_path / sub).iterdir()] == [expected]
+    for cls in (Spec2PipelineATM, Spec3PipelineATM):
+        slot = cls().adaptive_trace_model
+        slot.suffix = None
+        assert slot.default_suffix() == "adaptive_trace_model"
+
+
+def test_per_region_lines_are_debug_and_the_summary_info(mos_files, caplog):
+    import logging
+
+    with caplog.at_level(logging.INFO, logger="atm_step"):
+        AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=2, fit_threshold=0)
+    info = [r.getMessage() for r in caplog.records if r.name == "atm_step.step"
+            and r.levelno == logging.INFO]
+    assert not [m for m in info if " region " in m], info
+    assert any("1/1 regions fitted" in m for m in info), info
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG, logger="atm_step"):  # stpipe would reset the level
+        AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=2, fit_threshold=0,
+                                    configure_log=False)
+    debug = [r.getMessage() for r in caplog.records if r.levelno == logging.DEBUG]
+    assert any(" region 1: fitted" in m for m in debug), debug
+
+
+def test_pipelines_configure_atm_step_loggers():
+    """The step's per-exposure summary shows under strun calwebb_spec*_atm as under strun atm
+    (stpipe attaches its handlers only to the loggers a pipeline class names)."""
+    from atm_step.pipelines import Spec2PipelineATM, Spec3PipelineATM
+
+    for cls in (Spec2PipelineATM, Spec3PipelineATM):
+        assert cls.get_stpipe_loggers()[0] == "atm_step"
+        assert cls().get_stpipe_loggers() == AdaptiveTraceModelStep.get_stpipe_loggers()
+
+
+def test_strun_help_keeps_the_description_readable():
+    strun = str(Path(sys.executable).with_name("strun"))
+    proc = subprocess.run([strun, "atm", "--help"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    head = proc.stdout.split("options:")[0]
+    assert "Fit adaptive trace models" in head
+    assert "Source: D. R. Law" in head
+    assert "---" not in head  # no flattened numpydoc section underline

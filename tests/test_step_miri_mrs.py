@@ -48,7 +48,7 @@ def miri_run(miri_data, tmp_path_factory):
     digest = _sha(cal)
     proc = _strun(["atm", cal.name, f"--oversample={N}"], cwd=work)
     assert _sha(cal) == digest, "the input file was modified"
-    out = work / "miri_src_adaptivetracemodelstep.fits"
+    out = work / "miri_src_atm.fits"
     return {
         "work": work,
         "cal": cal,

@@ -44,7 +44,7 @@ def ifu_run(scene, tmp_path_factory):
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert hashlib.sha256(cal.read_bytes()).hexdigest() == digest, "input file modified"
-    ours_file = work / "sim_nrs1_adaptivetracemodelstep.fits"
+    ours_file = work / "sim_nrs1_atm.fits"
     theirs = JwstATM.call(str(cal), oversample=N, skip=False)
     theirs_file = work / "jwst_out.fits"
     theirs.save(str(theirs_file))

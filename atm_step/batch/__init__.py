@@ -58,10 +58,13 @@ def add_arguments(parser):
                              "files (*.json)")
     parser.add_argument("--output-dir", "-o", default=None,
                         help="folder for the outputs (default: current directory)")
-    parser.add_argument("--oversample", type=float, default=None,
-                        help="oversampling factor (step default: 1)")
+    from atm_step.cli import factor, positive_int
+
+    parser.add_argument("--oversample", type=factor, default=None,
+                        help="oversampling factor N >= 1 (step default: 1)")
     parser.add_argument("--param-file", default=None,
-                        help="stpipe parameter file (ASDF) for the step")
+                        help="stpipe parameter file (ASDF) for the step, or the name of a "
+                             "shipped one: crowded_field, point_source")
     parser.add_argument("--fit-threshold", type=float, default=None,
                         help="step parameter fit_threshold")
     parser.add_argument("--slope-limit", type=float, default=None,
@@ -73,7 +76,7 @@ def add_arguments(parser):
                              "'none': the batch parallelises over exposures)")
     parser.add_argument("--save-intermediate-results", action="store_true", default=None,
                         help="also write the step's intermediate images to --output-dir")
-    parser.add_argument("--workers", "-n", type=int, default=None,
+    parser.add_argument("--workers", "-n", type=positive_int, default=None,
                         help="local worker processes (default: one per core, at most "
                              "one per exposure)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
@@ -124,12 +127,15 @@ def run_from_args(args):
         handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         handler.setLevel(logging.WARNING)
         logging.getLogger("atm_step").addHandler(handler)
+    from atm_step.params import resolve
+
     try:
+        param_file = resolve(args.param_file) if args.param_file is not None else None
         report = run(
             args.inputs,
             output_dir=args.output_dir,
             oversample=args.oversample,
-            param_file=args.param_file,
+            param_file=param_file,
             workers=args.workers,
             scheduler=args.scheduler,
             overwrite=args.overwrite,

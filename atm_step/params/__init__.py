@@ -4,13 +4,14 @@
   (``fit_threshold=0``, ``slope_limit=0``), for crowded fields (paper, Appendix A.4).
 - ``point_source``: an isolated point source (``psf_optimal=True``: no residual model).
 
-Use: ``strun $(python -m atm_step.params crowded_field) my_cal.fits --oversample=3``.
+Use: ``strun $(python -m atm_step.params crowded_field) my_cal.fits --oversample=3``,
+or ``atm-step run ... --param-file crowded_field`` (the batch runner takes the names).
 """
 
 import sys
 from importlib.resources import files
 
-__all__ = ["NAMES", "main", "path"]
+__all__ = ["NAMES", "main", "path", "resolve"]
 
 NAMES = ("crowded_field", "point_source")
 
@@ -36,6 +37,49 @@ def path(name):
     if name not in NAMES:
         raise ValueError(f"no parameter file {name!r}; shipped: {', '.join(NAMES)}")
     return str(files(__name__) / f"{name}.asdf")
+
+
+def resolve(name_or_path):
+    """
+    Path of a parameter file given by path or by shipped name.
+
+    An existing file wins (a ``crowded_field.asdf`` of your own in the current
+    folder is used as it is); otherwise a shipped name, with or without ``.asdf``,
+    gives the shipped file.
+
+    Parameters
+    ----------
+    name_or_path : str or Path
+        A parameter file, or one of `NAMES` (``"crowded_field"``,
+        ``"crowded_field.asdf"``...).
+
+    Returns
+    -------
+    str
+        Path of the file.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``name_or_path`` is neither an existing file nor a shipped name; the
+        message lists the shipped names.
+
+    Examples
+    --------
+    >>> resolve("point_source").endswith("point_source.asdf")
+    True
+    """
+    import os
+
+    text = os.fspath(name_or_path)
+    if os.path.isfile(text):
+        return text
+    stem = text[: -len(".asdf")] if text.endswith(".asdf") else text
+    if stem in NAMES:
+        return path(stem)
+    raise FileNotFoundError(
+        f"parameter file {text} not found, and it is not a shipped name ({', '.join(NAMES)})"
+    )
 
 
 def main(argv=None):
