@@ -10,7 +10,6 @@ one line on stderr, ``atm-step <command>: error: <what is wrong>``, and exit sta
 
 import argparse
 import importlib
-import math
 import sys
 
 __all__ = ["UsageError", "factor", "main", "positive_int"]
@@ -40,7 +39,7 @@ class _Parser(argparse.ArgumentParser):
 
 def factor(text):
     """
-    argparse type of an oversampling factor: a finite number >= 1.
+    argparse type of an oversampling factor, checked against the step's range.
 
     Parameters
     ----------
@@ -53,15 +52,19 @@ def factor(text):
     Raises
     ------
     argparse.ArgumentTypeError
-        If ``text`` is not a number, or not finite and >= 1.
+        If ``text`` is not a number, or is outside ``LIMITS["oversample"]``
+        (`atm_step.core.parameters`), with the message the step gives.
     """
+    from atm_step.core.parameters import check_parameter
+
     try:
         value = float(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
-    if not math.isfinite(value) or value < 1:
-        raise argparse.ArgumentTypeError(f"{text} is not an oversampling factor >= 1")
-    return value
+    try:
+        return float(check_parameter("oversample", value))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def positive_int(text):

@@ -58,10 +58,8 @@ def add_arguments(parser):
                              "files (*.json)")
     parser.add_argument("--output-dir", "-o", default=None,
                         help="folder for the outputs (default: current directory)")
-    from atm_step.cli import factor, positive_int
-
-    parser.add_argument("--oversample", type=factor, default=None,
-                        help="oversampling factor N >= 1 (step default: 1)")
+    parser.add_argument("--oversample", type=float, default=None,
+                        help="oversampling factor (step default: 1)")
     parser.add_argument("--param-file", default=None,
                         help="stpipe parameter file (ASDF) for the step, or the name of a "
                              "shipped one: crowded_field, point_source")
@@ -76,7 +74,7 @@ def add_arguments(parser):
                              "'none': the batch parallelises over exposures)")
     parser.add_argument("--save-intermediate-results", action="store_true", default=None,
                         help="also write the step's intermediate images to --output-dir")
-    parser.add_argument("--workers", "-n", type=positive_int, default=None,
+    parser.add_argument("--workers", "-n", type=int, default=None,
                         help="local worker processes (default: one per core, at most "
                              "one per exposure)")
     parser.add_argument("--scheduler", default=None, metavar="ADDRESS",
