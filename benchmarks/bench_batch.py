@@ -16,7 +16,7 @@ Measured on the same files, each time from a fresh process or cluster:
 
 Throughput counts the whole wall time, imports and start-up included, because that
 is what a user waits for. Ratios are against the jwst loop. Data: the NIRSpec MOS
-cutouts and MIRI MRS real-geometry exposures built as in ``tests/helpers.py`` from
+cutouts and MIRI MRS real-geometry exposures built by ``atm_step.validation.miri`` from
 ``$ATM_STEP_TEST_DATA`` (default ``/work/shared/data``). Every runner processes the
 same files; jwst's step needs about 1.5 minutes per MRS exposure, so keep ``--mrs``
 small.
@@ -56,8 +56,7 @@ print(json.dumps({"seconds": time.perf_counter() - t0}))
 
 def make_mrs(n, workdir):
     """Write ``n`` MIRI MRS real-geometry exposures with a point source; return paths."""
-    sys.path.insert(0, str(REPO / "tests"))
-    from helpers import inject_point_source, miri_mrs_model
+    from atm_step.validation.miri import inject_point_source, miri_mrs_model
 
     model = miri_mrs_model(DATA, workdir)
     paths = []

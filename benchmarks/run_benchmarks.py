@@ -384,7 +384,7 @@ def report(results, out_md, png):
               "fit parameters and thresholds, against `atm_step.core.adaptive_trace_model` "
               "with `FitParameters.nirspec_ifu('NRS1')`, on 1 core "
               "(`NUMBA_NUM_THREADS=1`). MIRI MRS (real ch3+4 LONG geometry, "
-              "`tests/helpers.py` builder + point source) and NIRSpec MOS (flight "
+              "`atm_step.validation.miri` builder + point source) and NIRSpec MOS (flight "
               "cutouts): both steps end to end on the same file "
               "(`skip=False`), plus our core alone on the same arrays.", ""]
     rows = []

@@ -390,11 +390,10 @@ def _miri_input(workdir):
     """A MIRI MRS ch3+4 LONG exposure with a point source, saved once as FITS."""
     path = Path(workdir) / "miri_mrs_point_source_cal.fits"
     if not path.is_file():
-        sys.path.insert(0, str(REPO / "tests"))
-        import helpers  # tests/helpers.py: the shared MIRI MRS builder
+        from atm_step.validation.miri import inject_point_source, miri_mrs_model
 
-        model = helpers.miri_mrs_model(DATA_DIR, workdir)
-        helpers.inject_point_source(model, alpha0=0.3, beta0=0.0)
+        model = miri_mrs_model(DATA_DIR, workdir)
+        inject_point_source(model, alpha0=0.3, beta0=0.0)
         model.save(str(path))
         model.close()
     return path

@@ -11,13 +11,13 @@ import numpy as np
 from astropy.io import fits
 
 # The MIRI MRS builders live in the library (validation code must not import tests/).
+from atm_step.testing import write_cubepar
 from atm_step.validation.miri import (
     MIRI_MRS_FILES,
     airy_pixel_integrated,
     inject_point_source,
     miri_mrs_model,
     miri_mrs_reference_files,
-    write_cubepar,
 )
 
 __all__ = [
