@@ -1,5 +1,6 @@
 """The ``stpipe.steps`` entry point: makes ``strun atm``, ``strun atm-step::atm``,
-``strun calwebb_spec2_atm`` and ``strun calwebb_spec3_atm`` work.
+``strun calwebb_spec2_atm``, ``strun calwebb_spec3_atm`` and ``strun calwebb_tso3_atm``
+work.
 
 The step is registered under the alias ``atm``, not ``adaptive_trace_model``: jwst
 registers that alias for its own step, and a second registration would make
@@ -25,4 +26,5 @@ def get_steps():
         ("atm_step.step.AdaptiveTraceModelStep", "atm", False),
         ("atm_step.pipelines.Spec2PipelineATM", "calwebb_spec2_atm", True),
         ("atm_step.pipelines.Spec3PipelineATM", "calwebb_spec3_atm", True),
+        ("atm_step.pipelines.Tso3PipelineATM", "calwebb_tso3_atm", True),
     ]

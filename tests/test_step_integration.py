@@ -16,9 +16,11 @@ def test_entry_point_registers_alias_atm_and_pipelines():
     from stpipe import entry_points
 
     ours = {s.class_alias: s for s in entry_points.get_steps() if s.package_name == "atm-step"}
-    assert set(ours) == {"atm", "calwebb_spec2_atm", "calwebb_spec3_atm"}
+    assert set(ours) == {"atm", "calwebb_spec2_atm", "calwebb_spec3_atm", "calwebb_tso3_atm"}
     assert ours["atm"].class_name == "atm_step.step.AdaptiveTraceModelStep"
     assert ours["calwebb_spec3_atm"].is_pipeline
+    assert ours["calwebb_tso3_atm"].class_name == "atm_step.pipelines.Tso3PipelineATM"
+    assert ours["calwebb_tso3_atm"].is_pipeline
     # jwst keeps sole ownership of "adaptive_trace_model"
     owners = [s for s in entry_points.get_steps() if s.class_alias == "adaptive_trace_model"]
     assert [s.package_name for s in owners] == ["jwst"]
@@ -31,6 +33,15 @@ def test_strun_names_resolve_to_our_step(name):
     from stpipe.utilities import import_class, resolve_step_class_alias
 
     assert import_class(resolve_step_class_alias(name)) is AdaptiveTraceModelStep
+
+
+@pytest.mark.parametrize("name", ["calwebb_tso3_atm", "atm-step::calwebb_tso3_atm"])
+def test_strun_names_resolve_to_tso3_pipeline(name):
+    from stpipe.utilities import import_class, resolve_step_class_alias
+
+    from atm_step.pipelines import Tso3PipelineATM
+
+    assert import_class(resolve_step_class_alias(name)) is Tso3PipelineATM
 
 
 def test_strun_command_line_with_package_prefix(mos_files, tmp_path):
@@ -84,11 +95,25 @@ def test_jwst_parameter_files_configure_our_step_and_pipelines(tmp_path):
     assert pipe.adaptive_trace_model.oversample == 3.0
     assert pipe.adaptive_trace_model.skip is False
 
+    from jwst.pipeline import Tso3Pipeline
+
+    from atm_step.pipelines import Tso3PipelineATM
+
+    tso_file = tmp_path / "jwst_tso3_pars.asdf"
+    Tso3Pipeline(steps={"adaptive_trace_model": {"fit_threshold": 4.0, "skip": False}}).export_config(
+        str(tso_file)
+    )
+    pipe = Tso3PipelineATM.from_config_file(str(tso_file))
+    assert type(pipe) is Tso3PipelineATM
+    assert type(pipe.adaptive_trace_model) is PipelineAdaptiveTraceModelStep
+    assert pipe.adaptive_trace_model.fit_threshold == 4.0
+    assert pipe.adaptive_trace_model.skip is False
+
 
 def test_pipelines_keep_jwst_default_of_skipping_the_slot():
-    from atm_step.pipelines import Spec2PipelineATM, Spec3PipelineATM
+    from atm_step.pipelines import Spec2PipelineATM, Spec3PipelineATM, Tso3PipelineATM
 
-    for cls in (Spec2PipelineATM, Spec3PipelineATM):
+    for cls in (Spec2PipelineATM, Spec3PipelineATM, Tso3PipelineATM):
         pipe = cls()
         assert isinstance(pipe.adaptive_trace_model, AdaptiveTraceModelStep)
         assert pipe.adaptive_trace_model.skip is True

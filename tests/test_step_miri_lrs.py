@@ -210,3 +210,37 @@ def test_tso_slitless_oversampling_is_refused(tso_file, caplog):
     assert not result.hasattr("trace_model")
     errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
     assert any(tso_file.name in e and "TSO" in e and "oversample=1" in e for e in errors), errors
+
+
+def test_tso3_pipeline_runs_our_step(tso_file, tmp_path, monkeypatch):
+    """``calwebb_tso3_atm`` on a one-exposure TSO association: our step in the slot
+    (switched on) attaches the same trace model as the step alone; the other steps
+    run as in jwst's calwebb_tso3 (outlier detection, pixel replacement and
+    extraction skipped: they need reference files not available offline)."""
+    import json
+    import shutil
+
+    from stpipe import crds_client
+
+    from atm_step.pipelines import Tso3PipelineATM
+
+    # the pipeline prefetches gain and readnoise files from CRDS; offline, none
+    monkeypatch.setattr(crds_client, "get_multiple_reference_paths", lambda *a, **k: {})
+    shutil.copy(tso_file, tmp_path / tso_file.name)
+    asn = {"asn_id": "a3001", "asn_pool": "pool", "asn_type": "tso3",
+           "products": [{"name": "lrs_tso", "members": [
+               {"expname": tso_file.name, "exptype": "science"}]}]}  # fmt: skip
+    (tmp_path / "asn.json").write_text(json.dumps(asn))
+    monkeypatch.chdir(tmp_path)
+    before = set(tmp_path.glob("*.fits"))
+    Tso3PipelineATM.call(
+        "asn.json",
+        steps={"adaptive_trace_model": {"skip": False, "save_results": True},
+               "outlier_detection": {"skip": True}, "extract_1d": {"skip": True}},
+    )  # fmt: skip
+    (out,) = set(tmp_path.glob("*.fits")) - before
+    alone = AdaptiveTraceModelStep.call(str(tso_file), oversample=1)
+    with datamodels.open(str(out)) as result:
+        assert result.meta.cal_step.adaptive_trace_model == "COMPLETE"
+        assert result.data.shape == (3, 416, 72)
+        np.testing.assert_array_equal(result.trace_model, alone.trace_model)

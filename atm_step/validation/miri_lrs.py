@@ -69,6 +69,20 @@ def _image_model(exp_type, nints):
     return model
 
 
+def _int_times(nints, start_mjd=60310.0, seconds=10.0):
+    """An ``INT_TIMES`` table: back-to-back integrations of ``seconds`` each, the
+    barycentric (TDB) times taken equal to the UTC ones."""
+    names = ("int_start", "int_mid", "int_end")
+    cols = [f"{n}_{scale}" for scale in ("MJD_UTC", "BJD_TDB") for n in names]
+    table = np.zeros(nints, dtype=[("integration_number", "i4")] + [(c, "f8") for c in cols])
+    table["integration_number"] = np.arange(1, nints + 1)
+    day = seconds / 86400.0
+    for k, n in enumerate(names):
+        for scale in ("MJD_UTC", "BJD_TDB"):
+            table[f"{n}_{scale}"] = start_mjd + day * (np.arange(nints) + 0.5 * k)
+    return table
+
+
 def miri_lrs_model(data_dir, *, slitless=False, nints=None, err=1e-3, filename=None):
     """
     MIRI LRS SlitModel cal file with the real instrument WCS and empty arrays.
@@ -141,6 +155,10 @@ def miri_lrs_model(data_dir, *, slitless=False, nints=None, err=1e-3, filename=N
     model.err = np.where(outside, np.nan, err).astype(np.float32)
     for name in ("var_poisson", "var_rnoise", "var_flat"):
         setattr(model, name, np.where(outside, np.nan, err**2 / 3).astype(np.float32))
+    if nints is not None:
+        # calints files carry one row of integration times per integration
+        model.meta.visit.tsovisit = True
+        model.int_times = _int_times(nints)
     kind = "slitless" if slitless else "slit"
     model.meta.filename = filename or f"miri_lrs_{kind}_{'cal' if nints is None else 'calints'}.fits"
     return model
