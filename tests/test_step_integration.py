@@ -209,9 +209,9 @@ def test_per_region_lines_are_debug_and_the_summary_info(mos_files, caplog):
 def test_pipelines_configure_atm_step_loggers():
     """The step's per-exposure summary shows under strun calwebb_spec*_atm as under strun atm
     (stpipe attaches its handlers only to the loggers a pipeline class names)."""
-    from atm_step.pipelines import Spec2PipelineATM, Spec3PipelineATM
+    from atm_step.pipelines import Spec2PipelineATM, Spec3PipelineATM, Tso3PipelineATM
 
-    for cls in (Spec2PipelineATM, Spec3PipelineATM):
+    for cls in (Spec2PipelineATM, Spec3PipelineATM, Tso3PipelineATM):
         assert cls.get_stpipe_loggers()[0] == "atm_step"
         assert cls().get_stpipe_loggers() == AdaptiveTraceModelStep.get_stpipe_loggers()
 
@@ -220,7 +220,7 @@ def test_strun_help_keeps_the_description_readable():
     strun = str(Path(sys.executable).with_name("strun"))
     proc = subprocess.run([strun, "atm", "--help"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    head = proc.stdout.split("options:")[0]
+    head = " ".join(proc.stdout.split("options:")[0].split())  # argparse re-wraps lines
     assert "Fit adaptive trace models" in head
     assert "Source: D. R. Law" in head
     assert "---" not in head  # no flattened numpydoc section underline
