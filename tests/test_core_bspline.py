@@ -85,10 +85,52 @@ def test_column_scale_rejects_a_hot_pixel_and_handles_few_points():
     # the clip is seeded by the 5 highest weights; the hot pixel is the outlier. The
     # paper's sigma-clipped mean of five ratios cannot reject it (the weighted mean of
     # all pixels would be 31.5); centred on the median, the clip rejects it.
-    scale = column_scale(data, model, 5, 5, 2.0)
+    seed = np.empty((2, 5))
+    scale = column_scale(data, model, 5, 5, 2.0, seed)
     assert scale == pytest.approx(3.0, rel=1e-12)
     noisy = data * np.array([1.01, 0.99, 1.0, 1.02, 0.98])
-    assert column_scale(noisy, model, 5, 5, 2.0) == pytest.approx(3.0, rel=0.02)
+    assert column_scale(noisy, model, 5, 5, 2.0, seed) == pytest.approx(3.0, rel=0.02)
     # fewer than 5 usable pixels (jwst raises IndexError here)
-    assert column_scale(data[:2], model[:2], 2, 5, 2.0) == pytest.approx(3.0, rel=1e-12)
-    assert np.isnan(column_scale(np.array([np.nan]), np.array([0.3]), 1, 5, 2.0))
+    assert column_scale(data[:2], model[:2], 2, 5, 2.0, seed) == pytest.approx(3.0, rel=1e-12)
+    assert np.isnan(column_scale(np.array([np.nan]), np.array([0.3]), 1, 5, 2.0, seed))
+
+
+def _damaged_slice(seed=11, nx=300, rows=24):
+    """A tilted slice whose trace flattens to parallel with the rows beyond column 200
+    (sampling gaps), with hot pixels, a NaN cluster on the trace core and noise: every
+    mechanism of the column recipe acts."""
+    rng = np.random.default_rng(seed)
+    ny = rows + 6
+    x = np.arange(nx)
+    shift = np.minimum(x, 200) / 80.0
+    alpha = (np.arange(ny)[:, None] - 2 - shift[None, :]) * 0.1
+    inside = (alpha >= 0) & (alpha <= (rows - 1) * 0.1)
+    profile = np.exp(-0.5 * ((alpha - 1.1) / 0.09) ** 2)
+    flux = profile * (1 + 0.2 * np.sin(x / 30.0))[None, :] + 0.01
+    flux += 0.003 * rng.normal(size=flux.shape)
+    flux[rng.integers(0, ny, 40), rng.integers(0, nx, 40)] += 0.5
+    core = np.argmin(np.abs(alpha[:, 60] - 1.1))
+    flux[core - 1 : core + 2, 59:62] = np.nan  # a 3x3 cluster on the trace core
+    regions = np.where(inside, 7, 0).astype(np.int64)
+    return np.where(inside, flux, np.nan), np.where(inside, alpha, np.nan), regions
+
+
+@pytest.mark.parametrize("order", ["ascending", "descending", "outside_in"])
+def test_kernels_match_the_numpy_reference_of_the_whole_column_recipe(order):
+    """Norms with the missing-flux correction, gap test and reuse, rejection, column
+    scale and the rescaling of damaged columns: compiled kernels vs NumPy/scipy."""
+    from atm_step.core import trace_fit
+    from atm_step.core.grid import nearest_native_row
+    from atm_step.core.reference import reference_fit_region
+
+    flux, alpha, regions = _damaged_slice()
+    params = FitParameters(nknots=46, window=25, column_order=order, min_good=5)
+    near = nearest_native_row(flux.shape[0], 1.0)
+    fit = trace_fit.fit_regions(flux, alpha, regions, np.array([7]), alpha, near, params)
+    model, spline, counts = reference_fit_region(flux, alpha, regions, 7, params, 46, 5)
+    assert tuple(fit.counts[0]) == counts
+    # the gap test refused fits on the flat part, the rejection acted
+    assert counts[0] < 250 and counts[2] > 100
+    np.testing.assert_array_equal(np.isfinite(fit.spline_native), np.isfinite(spline))
+    np.testing.assert_allclose(fit.model_native, model, rtol=1e-7, atol=1e-10)
+    np.testing.assert_allclose(fit.spline_native, spline, rtol=1e-7, atol=1e-10)

@@ -1,16 +1,27 @@
-"""A slow, readable reference of the spline model built on scipy, used only by tests.
+"""A slow, readable reference of the spline model built on NumPy/scipy, used by tests.
 
-It fits every column from scratch with :func:`scipy.interpolate.make_lsq_spline`
-(window points gathered, rejection restarted from nothing), so that the compiled
-sliding-window fit of `atm_step.core.trace_fit` can be checked against it.
+`reference_fit_region` is the whole per-column algorithm of
+`atm_step.core.trace_fit` (missing-flux-corrected norms, sampling-gap test, fit,
+iterative rejection, reuse of the previous fit, column scale, rescaling of damaged
+columns), every column fitted from scratch, so that the compiled sliding-window
+kernels can be checked against it. `reference_region_model` is the bare
+least-squares part by :func:`scipy.interpolate.make_lsq_spline`.
 """
 
 import numpy as np
-from scipy.interpolate import make_lsq_spline
+import scipy.linalg
+from scipy.interpolate import BSpline, make_lsq_spline
 
 from atm_step.core.stats import region_geometry
 
-__all__ = ["uniform_knot_vector", "reference_lsq_spline", "reference_region_model"]
+__all__ = [
+    "uniform_knot_vector",
+    "reference_lsq_spline",
+    "reference_region_model",
+    "reference_column_norms",
+    "reference_column_scale",
+    "reference_fit_region",
+]
 
 
 def uniform_knot_vector(a0, a1, nknots):
@@ -99,3 +110,222 @@ def reference_region_model(flux, alpha, regions, rid, params, nknots):
         rows &= (alpha[:, c] >= wa.min()) & (alpha[:, c] <= wa.max())
         model[rows, c] = spline(alpha[rows, c])
     return model
+
+
+# --------------------------------------------------------------------------------------
+# The whole per-column algorithm of `atm_step.core.trace_fit`, readable and slow
+# --------------------------------------------------------------------------------------
+def reference_column_norms(flux, alpha, regions, rid, a0, a1, nbins, max_missing):
+    """
+    Column normalisations corrected for missing pixels (see `trace_fit.column_norms`).
+
+    Parameters
+    ----------
+    flux, alpha : ndarray of float64, shape (ny, nx)
+    regions : ndarray of int, shape (ny, nx)
+    rid : int
+    a0, a1 : float
+        Alpha range of the region.
+    nbins : int
+        Bins of the wavelength-collapsed profile.
+    max_missing : float
+        Columns whose missing pixels held more than this fraction of the flux get NaN.
+
+    Returns
+    -------
+    norm : ndarray, shape (nx,)
+    ngood : ndarray of int, shape (nx,)
+    """
+    inside = (regions == rid) & np.isfinite(alpha)
+    good = inside & np.isfinite(flux)
+    total = np.where(good, flux, 0.0).sum(axis=0)
+    ngood = good.sum(axis=0)
+    intact = (ngood == inside.sum(axis=0)) & (total > 0)
+    k = np.zeros(alpha.shape, dtype=np.int64)  # profile bin of each pixel
+    k[inside] = np.clip(((alpha[inside] - a0) * (nbins / (a1 - a0))).astype(np.int64), 0, nbins - 1)
+    use = inside & intact[None, :]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        normed = np.where(use, flux / np.where(intact, total, 1.0)[None, :], 0.0)
+    psum = np.bincount(k[use], weights=normed[use], minlength=nbins)
+    pcnt = np.bincount(k[use], minlength=nbins)
+    profile = np.where(pcnt > 0, np.maximum(psum / np.maximum(pcnt, 1), 0.0), 0.0)
+    expect = np.where(inside, profile[k], 0.0).sum(axis=0)
+    missing = np.where(inside & ~np.isfinite(flux), profile[k], 0.0).sum(axis=0)
+    frac = np.where(expect > 0, missing / np.where(expect > 0, expect, 1.0), 0.0)
+    norm = np.where((total > 0) & (frac <= max_missing), total / (1.0 - frac), np.nan)
+    norm = np.where(intact, total, norm)
+    return norm, ngood
+
+
+def reference_column_scale(data, model, top, clip):
+    """
+    Scale of the normalised model to a column (see `trace_fit.column_scale`).
+
+    Parameters
+    ----------
+    data, model : ndarray of float, shape (n,)
+    top : int
+    clip : float
+
+    Returns
+    -------
+    float
+        NaN if no pixel is usable.
+    """
+    ok = np.isfinite(data) & np.isfinite(model) & (model > 0) & (data >= 0)
+    if not ok.any():
+        return np.nan
+    w = model[ok]
+    r = data[ok] / model[ok]
+    seed = r[np.argsort(-w, kind="stable")[:top]]
+    centre = np.median(seed)
+    rms = np.std(seed)
+    tol = clip * rms if rms > 0 else 1e-9 * abs(centre)
+    keep = np.abs(r - centre) <= tol
+    if not w[keep].sum() > 0:
+        return centre
+    return float(np.sum(w[keep] * r[keep]) / np.sum(w[keep]))
+
+
+def _window_points(norm_img, alpha, c, window):
+    """Finite normalised pixels of columns ``c - window .. c + window``: columns, rows,
+    alpha and values."""
+    nx = norm_img.shape[1]
+    lo, hi = max(c - window, 0), min(c + window, nx - 1)
+    rows, cols = np.nonzero(np.isfinite(norm_img[:, lo : hi + 1]))
+    cols = cols + lo
+    return cols, rows, alpha[rows, cols], norm_img[rows, cols]
+
+
+def _largest_gap(a, a0, binw, nfine):
+    """Largest run of empty histogram bins (of width ``binw`` from ``a0``) between the
+    lowest and highest sample, as a length: the kernel's sampling-gap measure."""
+    k = np.clip(((a - a0) / binw).astype(np.int64), 0, nfine - 1)
+    occupied = np.bincount(k, minlength=nfine)[k.min() : k.max() + 1] > 0
+    longest = run = 0
+    for filled in occupied:
+        run = 0 if filled else run + 1
+        longest = max(longest, run)
+    return (longest + 1) * binw if longest > 0 else 0.0
+
+
+def _least_squares(design, values, ridge_scale):
+    """Normal-equation solution with the kernel's relative ridge; None if singular.
+    ``design`` is a sparse (CSR) B-spline design matrix."""
+    ata = (design.T @ design).toarray()
+    dmax = np.max(np.diag(ata))
+    if not dmax > 0:
+        return None
+    ata[np.diag_indices_from(ata)] += ridge_scale * dmax
+    try:
+        return scipy.linalg.solve(ata, design.T @ values, assume_a="pos")
+    except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
+        return None
+
+
+def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
+    """
+    The whole spline model of one region, column by column, in NumPy/scipy.
+
+    The same recipe as the compiled `atm_step.core.trace_fit` (module docstring),
+    written plainly: missing-flux-corrected column norms, for each column (in the
+    column order) the window's points gathered afresh, the sampling-gap test,
+    a least-squares fit by `scipy.interpolate.BSpline.design_matrix`, iterative
+    rejection restarted from nothing, reuse of the previous fit, the column scale,
+    and the rescaling of columns that lost most of their flux. Used by tests to check
+    the sliding-window kernel.
+
+    Parameters
+    ----------
+    flux, alpha : ndarray of float64, shape (ny, nx)
+    regions : ndarray of int, shape (ny, nx)
+    rid : int
+    params : FitParameters
+    nknots, min_good : int
+
+    Returns
+    -------
+    model : ndarray of float64, shape (ny, nx)
+        Normalised model at the region's pixels (NaN elsewhere).
+    spline : ndarray of float64, shape (ny, nx)
+        Scaled model.
+    counts : tuple of int
+        Columns fitted, columns reusing a previous fit, rejections.
+    """
+    from atm_step.core.bspline import RIDGE
+    from atm_step.core.trace_fit import FINE_BINS_PER_KNOT, MAX_MISSING_FLUX
+
+    geom = region_geometry(regions, alpha, np.array([rid]))
+    a0, a1 = float(geom.alpha_min[0]), float(geom.alpha_max[0])
+    h = (a1 - a0) / nknots
+    binw = h / FINE_BINS_PER_KNOT
+    nfine = nknots * FINE_BINS_PER_KNOT + 1
+    knots = uniform_knot_vector(a0, a1, nknots)
+    ny, nx = flux.shape
+    norm, ngood = reference_column_norms(
+        flux, alpha, regions, rid, a0, a1, 2 * nknots, MAX_MISSING_FLUX
+    )
+    inside = (regions == rid) & np.isfinite(alpha)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        norm_img = np.where(inside & np.isfinite(flux) & (norm > 0)[None, :], flux / norm, np.nan)
+    model = np.full(flux.shape, np.nan)
+    spline = np.full(flux.shape, np.nan)
+    scales = np.full(nx, np.nan)
+    n_fit = n_reuse = n_rej = 0
+    if params.column_order == "ascending":
+        sweeps = [range(nx)]
+    elif params.column_order == "descending":
+        sweeps = [range(nx - 1, -1, -1)]
+    else:
+        sweeps = [range(0, nx // 2 + 1), range(nx - 1, nx // 2, -1)]
+    for columns in sweeps:
+        prev = None
+        for c in columns:
+            if ngood[c] <= min_good:
+                continue
+            cols, rows, a, v = _window_points(norm_img, alpha, c, params.window)
+            coef = None
+            if a.size > nknots + 3 and _largest_gap(a, a0, binw, nfine) <= params.gap_ratio * h:
+                design = BSpline.design_matrix(a, knots, 3).tocsr()
+                keep = np.ones(a.size, bool)
+                coef = _least_squares(design, v, RIDGE)
+                for _ in range(params.max_iter - 1):
+                    if coef is None:
+                        break
+                    resid = v[keep] - design[keep] @ coef
+                    limit = params.sigma_reject * np.std(resid)
+                    out = keep.copy()
+                    out[keep] = np.abs(resid) > limit
+                    if not out.any() or (~keep).sum() + out.sum() > params.max_reject_fraction * a.size:
+                        break
+                    keep &= ~out
+                    trial = _least_squares(design[keep], v[keep], RIDGE)
+                    if trial is None:
+                        break
+                    coef = trial
+                if coef is not None:
+                    n_fit += 1
+                    n_rej += int((~keep).sum())
+                    prev = (coef, a.min(), a.max())
+            if coef is None:
+                if prev is None:
+                    continue
+                n_reuse += 1
+            coef, lo, hi = prev
+            rows_c = np.nonzero(inside[:, c] & (alpha[:, c] >= lo) & (alpha[:, c] <= hi))[0]
+            m = BSpline(knots, coef, 3)(alpha[rows_c, c])
+            model[rows_c, c] = m
+            scales[c] = reference_column_scale(flux[rows_c, c], m, params.scale_top,
+                                               params.scale_sigma)  # fmt: skip
+            if np.isfinite(scales[c]):
+                spline[rows_c, c] = scales[c] * m
+    # columns that lost most of their flux take the scale of intact neighbours
+    intact = np.isfinite(norm) & np.isfinite(scales)
+    for c in np.nonzero(~np.isfinite(norm) & np.isfinite(scales))[0]:
+        left = [x for x in range(c - 1, max(c - params.window, 0) - 1, -1) if intact[x]][:1]
+        right = [x for x in range(c + 1, min(c + params.window, nx - 1) + 1) if intact[x]][:1]
+        if not left and not right:
+            continue
+        new = np.interp(c, left + right, scales[left + right])
+        spline[:, c] *= new / scales[c]
+    return model, spline, (n_fit, n_reuse, n_rej)

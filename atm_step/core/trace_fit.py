@@ -13,7 +13,9 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
 - Iterative rejection (points beyond ``sigma_reject`` rms, ``max_iter`` fits, at most
   ``max_reject_fraction`` of the points) starts afresh for every column, as in the
   paper, but from a copy of the window's normal equations: each rejected point is a
-  rank-one downdate, not a refit. (Carrying rejections over from the previous column
+  rank-one downdate, not a refit, and the rms of a pass comes from sums the
+  equations already hold (`_residual_spread`), so a pass is one sweep over the
+  window's points. (Carrying rejections over from the previous column
   was tried and rejected: on bright, narrow traces, where the model's mismatch
   rather than noise sets the rms, the peak pixels once rejected stay rejected.)
 - The sampling-gap test (paper: reuse the previous column's fit when the largest gap
@@ -33,6 +35,10 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
 - jwst trims slice edges whose collapsed signal-to-noise ratio is low and error high;
   in crowded fields this discards most of some slices. Here no pixels are trimmed:
   edge pixels are fitted like any other and outliers are left to the rejection.
+- The fit is a set of one-idea kernels (`_pixel_table`, `_move_window`,
+  `_sampled_range`, `_robust_fit`, `_model_column`, `_rescale_lost_columns`) driven
+  by `_fit_region`, with the region's scalars in one `RegionSetup`;
+  `atm_step.core.reference.reference_fit_region` is the same recipe in NumPy/scipy.
 - Regions are independent and are fitted in parallel threads: the compiled kernel of
   one region releases the GIL, and a thread pool (``maximum_cores`` threads) runs
   them. (A Numba ``prange`` over regions does the same but adds ~8 s to the first,
@@ -43,6 +49,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numba
 import numpy as np
@@ -50,7 +57,7 @@ import numpy as np
 from atm_step.core.bspline import accumulate, basis, evaluate, solve_banded
 from atm_step.core.stats import RegionGeometry, region_geometry
 
-__all__ = ["TraceFit", "fit_regions"]
+__all__ = ["TraceFit", "RegionSetup", "fit_regions", "column_scale", "column_norms"]
 
 log = logging.getLogger(__name__)
 
@@ -62,15 +69,50 @@ REFRESH_EVERY = 128
 MAX_MISSING_FLUX = 0.5
 
 
-@numba.njit(cache=True, nogil=True)
-def _median(vals):
-    srt = np.sort(vals)
-    m = srt.size
-    return srt[m // 2] if m % 2 == 1 else 0.5 * (srt[m // 2 - 1] + srt[m // 2])
+class RegionSetup(NamedTuple):
+    """
+    The scalars of one region's fit, passed to the compiled kernels as one argument.
+
+    Every field has one fixed type (int, float or bool), so every region and every
+    call share a single compiled specialisation of the kernels.
+    """
+
+    rid: int  #: region id
+    row0: int  #: first and last native row holding the region
+    row1: int
+    j0: int  #: oversampled rows ``j0 .. j1 - 1`` whose nearest native row is in the region
+    j1: int
+    a0: float  #: alpha range of the region = the knot range
+    a1: float
+    nknots: int
+    min_good: int
+    window: int
+    sigma: float
+    max_iter: int
+    gap_ratio: float
+    order_code: int
+    max_reject_fraction: float
+    scale_top: int
+    scale_sigma: float
+    shared: bool  #: the oversampled output array is the native one (N = 1)
+
+
+def region_setup(geom, k, nknots, min_good, j0, j1, params, shared):
+    """The `RegionSetup` of fitted region ``k`` of ``geom`` (plain Python scalars)."""
+    return RegionSetup(
+        rid=int(geom.ids[k]), row0=int(geom.row0[k]), row1=int(geom.row1[k]),
+        j0=int(j0), j1=int(j1), a0=float(geom.alpha_min[k]), a1=float(geom.alpha_max[k]),
+        nknots=int(nknots), min_good=int(min_good), window=int(params.window),
+        sigma=float(params.sigma_reject), max_iter=int(params.max_iter),
+        gap_ratio=float(params.gap_ratio), order_code=ORDER_CODES[params.column_order],
+        max_reject_fraction=float(params.max_reject_fraction),
+        scale_top=int(params.scale_top), scale_sigma=float(params.scale_sigma),
+        shared=bool(shared),
+    )  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
-def column_scale(data, model, n, top, clip):
+def column_scale(data, model, n, top, clip, seed):
     """
     Scale of a normalised model to one column (paper II.3).
 
@@ -89,33 +131,71 @@ def column_scale(data, model, n, top, clip):
     the paper's (a median absolute deviation of five values is often tiny by chance,
     which would reject good pixels and make the scale noisier). With fewer than
     ``top`` usable pixels the seed uses those there are (jwst raises IndexError).
+
+    Parameters
+    ----------
+    data, model : ndarray of float64, shape (>= n,)
+        Column pixels (flux units) and the normalised model at them; the first ``n``
+        are used.
+    n, top : int
+    clip : float
+    seed : ndarray of float64, shape (2, >= top)
+        Work space (highest weights and their ratios); nothing is allocated here.
+
+    Returns
+    -------
+    float
+        The scale, NaN if no pixel is usable.
     """
-    w = np.zeros(n)
-    r = np.zeros(n)
-    nuse = 0
+    # the `top` highest weights and their ratios, highest first (insertion)
+    ntop = 0
     for k in range(n):
         d = data[k]
         m = model[k]
-        if np.isfinite(d) and np.isfinite(m) and m > 0 and d >= 0:
-            w[k] = m
-            r[k] = d / m
-            nuse += 1
-    if nuse == 0:
+        if not (np.isfinite(d) and np.isfinite(m) and m > 0 and d >= 0):
+            continue
+        if ntop == top and m <= seed[0, top - 1]:
+            continue
+        pos = ntop if ntop < top else top - 1
+        while pos > 0 and seed[0, pos - 1] < m:
+            seed[0, pos] = seed[0, pos - 1]
+            seed[1, pos] = seed[1, pos - 1]
+            pos -= 1
+        seed[0, pos] = m
+        seed[1, pos] = d / m
+        if ntop < top:
+            ntop += 1
+    if ntop == 0:
         return np.nan
-    ntop = min(top, nuse)
-    order = np.argsort(-w)
-    seed = np.empty(ntop)
+    mean = 0.0
     for k in range(ntop):
-        seed[k] = r[order[k]]
-    centre = _median(seed)
-    rms = np.std(seed)
+        mean += seed[1, k]
+    mean /= ntop
+    var = 0.0
+    for k in range(ntop):
+        var += (seed[1, k] - mean) ** 2
+    rms = np.sqrt(var / ntop)
+    # median of the seed ratios (sorted in place: the weights are no longer needed)
+    for k in range(1, ntop):
+        r = seed[1, k]
+        pos = k
+        while pos > 0 and seed[1, pos - 1] > r:
+            seed[1, pos] = seed[1, pos - 1]
+            pos -= 1
+        seed[1, pos] = r
+    half = ntop // 2
+    centre = seed[1, half] if ntop % 2 == 1 else 0.5 * (seed[1, half - 1] + seed[1, half])
     tol = clip * rms if rms > 0 else 1e-9 * abs(centre)
     sw = 0.0
     swr = 0.0
     for k in range(n):
-        if w[k] > 0 and abs(r[k] - centre) <= tol:
-            sw += w[k]
-            swr += w[k] * r[k]
+        d = data[k]
+        m = model[k]
+        if np.isfinite(d) and np.isfinite(m) and m > 0 and d >= 0:
+            r = d / m
+            if abs(r - centre) <= tol:
+                sw += m
+                swr += m * r
     if sw <= 0:
         return centre
     return swr / sw
@@ -228,40 +308,23 @@ def _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, nea
 
 
 @numba.njit(cache=True, nogil=True)
-def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty):
-    """Add (``sign`` = 1) or remove (-1) the pixels of column ``x`` to the window's
-    normal equations and sampling histogram."""
-    for rr in range(bidx.shape[1]):
-        i = bidx[x, rr]
-        if i >= 0:
-            occ[fbin[x, rr]] += sign
-            accumulate(ata, aty, i, bval[x, rr], v[x, rr], float(sign))
-
-
-@numba.njit(cache=True, nogil=True)
-def _fit_region(
-    flux, alpha, regions, rid, row0, row1, a0, a1, nknots, min_good,
-    window, sigma, max_iter, gap_ratio, order_code, max_reject_fraction, scale_top,
-    scale_sigma, alpha_os, near, j0, j1,
-    out_native, out_norm, out_os, counts, shared,
-):  # fmt: skip
+def _pixel_table(flux, alpha, regions, norm, cfg):
+    """
+    Per-pixel quantities of a region, computed once: normalised value ``v``, index
+    ``bidx`` (-1: pixel not fitted) and values ``bval`` of its four B-splines, its bin
+    ``fbin`` in the sampling histogram; per column, the alpha range ``clo .. chi`` of
+    its fitted pixels. Arrays are indexed ``[column, row - row0]``.
+    """
     nx = flux.shape[1]
-    nr = row1 - row0 + 1
-    ncoef = nknots + 3
-    h = (a1 - a0) / nknots
+    nr = cfg.row1 - cfg.row0 + 1
+    h = (cfg.a1 - cfg.a0) / cfg.nknots
     inv_h = 1.0 / h
-    nfine = nknots * FINE_BINS_PER_KNOT + 1
+    nfine = cfg.nknots * FINE_BINS_PER_KNOT + 1
     binw = h / FINE_BINS_PER_KNOT
-
-    # --- per-pixel quantities, computed once -------------------------------------
-    v = np.full((nx, nr), np.nan)  # normalised values
+    v = np.full((nx, nr), np.nan)
     bidx = np.full((nx, nr), -1, dtype=np.int64)
     bval = np.zeros((nx, nr, 4))
     fbin = np.zeros((nx, nr), dtype=np.int64)
-    rej = np.full((nx, nr), -1, dtype=np.int64)  # column whose fit rejected the pixel
-    norm, ngood = column_norms(
-        flux, alpha, regions, rid, row0, row1, a0, a1, 2 * nknots, MAX_MISSING_FLUX
-    )
     clo = np.full(nx, np.inf)
     chi = np.full(nx, -np.inf)
     b = np.empty(4)
@@ -270,155 +333,278 @@ def _fit_region(
         if not s > 0:
             continue
         for rr in range(nr):
-            y = row0 + rr
-            if regions[y, x] == rid and np.isfinite(flux[y, x]) and np.isfinite(alpha[y, x]):
+            y = cfg.row0 + rr
+            if regions[y, x] == cfg.rid and np.isfinite(flux[y, x]) and np.isfinite(alpha[y, x]):
                 a = alpha[y, x]
                 v[x, rr] = flux[y, x] / s
-                bidx[x, rr] = basis(a, a0, inv_h, nknots, b)
+                bidx[x, rr] = basis(a, cfg.a0, inv_h, cfg.nknots, b)
                 for p in range(4):
                     bval[x, rr, p] = b[p]
-                fbin[x, rr] = min(max(int((a - a0) / binw), 0), nfine - 1)
-                if a < clo[x]:
-                    clo[x] = a
-                if a > chi[x]:
-                    chi[x] = a
+                fbin[x, rr] = min(max(int((a - cfg.a0) / binw), 0), nfine - 1)
+                clo[x] = min(clo[x], a)
+                chi[x] = max(chi[x], a)
+    return v, bidx, bval, fbin, clo, chi
+
+
+@numba.njit(cache=True, nogil=True)
+def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty, sums):
+    """Add (``sign`` = 1) or remove (-1) the pixels of column ``x`` to the window's
+    normal equations, point sums ``(n, sum v, sum v**2)`` and sampling histogram."""
+    for rr in range(bidx.shape[1]):
+        i = bidx[x, rr]
+        if i >= 0:
+            occ[fbin[x, rr]] += sign
+            y = v[x, rr]
+            accumulate(ata, aty, i, bval[x, rr], y, float(sign))
+            sums[0] += sign
+            sums[1] += sign * y
+            sums[2] += sign * y * y
+
+
+@numba.njit(cache=True, nogil=True)
+def _move_window(c, window, wl, wr, since_refresh, bidx, bval, fbin, v, occ, ata, aty, sums):
+    """
+    Bring the window's sums from columns ``wl .. wr`` to those of column ``c``:
+    remove the columns that left, add those that entered, or rebuild from scratch
+    every `REFRESH_EVERY` moves (and at the start, ``wl < 0``) against round-off.
+    Returns the new ``wl, wr, since_refresh``.
+    """
+    nx = bidx.shape[0]
+    tl = max(c - window, 0)
+    tr = min(c + window, nx - 1)
+    if since_refresh >= REFRESH_EVERY or wl < 0:
+        ata[:, :] = 0.0
+        aty[:] = 0.0
+        sums[:] = 0.0
+        occ[:] = 0
+        for x in range(tl, tr + 1):
+            _window_column(x, 1, bidx, bval, fbin, v, occ, ata, aty, sums)
+        return tl, tr, 0
+    for x in range(wl, wr + 1):
+        if x < tl or x > tr:
+            _window_column(x, -1, bidx, bval, fbin, v, occ, ata, aty, sums)
+    for x in range(tl, tr + 1):
+        if x < wl or x > wr:
+            _window_column(x, 1, bidx, bval, fbin, v, occ, ata, aty, sums)
+    return tl, tr, since_refresh + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _sampled_range(occ, clo, chi, wl, wr, a0, binw):
+    """
+    Alpha range ``lo .. hi`` sampled by the window's columns, its number of points,
+    and its largest sampling gap (paper II.3), from the occupancy histogram.
+    """
+    nfine = occ.shape[0]
+    lo = np.inf
+    hi = -np.inf
+    for x in range(wl, wr + 1):
+        lo = min(lo, clo[x])
+        hi = max(hi, chi[x])
+    blo = min(max(int((lo - a0) / binw), 0), nfine - 1)
+    bhi = min(max(int((hi - a0) / binw), 0), nfine - 1)
+    npts = 0
+    run = 0
+    longest = 0
+    for k in range(blo, bhi + 1):
+        npts += occ[k]
+        if occ[k] == 0:
+            run += 1
+            longest = max(longest, run)
+        else:
+            run = 0
+    gap = (longest + 1) * binw if longest > 0 else 0.0
+    return lo, hi, npts, gap
+
+
+@numba.njit(cache=True, nogil=True)
+def _residual_spread(ata, aty, sums, coef):
+    """
+    Number, mean and rms of the fit residuals of the points in normal equations
+    ``ata, aty`` with point sums ``sums = (n, sum v, sum v**2)``, without visiting
+    the points: with ``u = A^T A c``, ``sum (v - f)**2 = sum v**2 - 2 c.A^T v + c.u``
+    and, because the four B-spline values at any point sum to one (``A 1 = 1``),
+    ``sum f = 1.u``.
+    """
+    n = ata.shape[0]
+    sf = 0.0
+    cau = 0.0
+    cay = 0.0
+    for i in range(n):
+        u = ata[i, 0] * coef[i]
+        for d in range(1, 4):
+            if i + d < n:
+                u += ata[i, d] * coef[i + d]
+            if i - d >= 0:
+                u += ata[i - d, d] * coef[i - d]
+        sf += u
+        cau += coef[i] * u
+        cay += coef[i] * aty[i]
+    npts = sums[0]
+    if npts < 1:
+        return npts, 0.0, 0.0
+    mean = (sums[1] - sf) / npts
+    ss = sums[2] - 2.0 * cay + cau
+    return npts, mean, np.sqrt(max(ss / npts - mean * mean, 0.0))
+
+
+@numba.njit(cache=True, nogil=True)
+def _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all, sums_all,
+                ata, aty, sums, chol, coef, trial, cand, cfg):  # fmt: skip
+    """
+    Fit of column ``c``: the window's equations, then up to ``max_iter - 1`` passes
+    that reject points beyond ``sigma`` rms (rms from the sums, one sweep over the
+    window's points per pass to find the outliers, a rank-one downdate of a copy of
+    the equations per rejected point). Rejections are marked ``rej = c``.
+
+    Returns ``(fitted, n_rejected)``; ``coef`` holds the fit when ``fitted``.
+    """
+    ata[:, :] = ata_all
+    aty[:] = aty_all
+    sums[:] = sums_all
+    if not solve_banded(ata, aty, chol, coef):
+        return False, 0
+    nr = bidx.shape[1]
+    nrej = 0
+    for _ in range(cfg.max_iter - 1):
+        nkept, _mean, rms = _residual_spread(ata, aty, sums, coef)
+        if nkept < 2:
+            break
+        limit = cfg.sigma * rms
+        nnew = 0
+        for x in range(wl, wr + 1):
+            for rr in range(nr):
+                i = bidx[x, rr]
+                if i < 0 or rej[x, rr] == c:
+                    continue
+                f = (coef[i] * bval[x, rr, 0] + coef[i + 1] * bval[x, rr, 1]
+                     + coef[i + 2] * bval[x, rr, 2] + coef[i + 3] * bval[x, rr, 3])
+                if abs(v[x, rr] - f) > limit:
+                    cand[nnew] = x * nr + rr
+                    nnew += 1
+        if nnew == 0:
+            break
+        if nrej + nnew > cfg.max_reject_fraction * npts:
+            break  # too many outliers: keep the current fit
+        for k in range(nnew):
+            x = cand[k] // nr
+            rr = cand[k] % nr
+            y = v[x, rr]
+            accumulate(ata, aty, bidx[x, rr], bval[x, rr], y, -1.0)
+            sums[0] -= 1.0
+            sums[1] -= y
+            sums[2] -= y * y
+            rej[x, rr] = c
+        nrej += nnew
+        if not solve_banded(ata, aty, chol, trial):
+            break  # keep the last good fit
+        coef[:] = trial
+    return True, nrej
+
+
+@numba.njit(cache=True, nogil=True)
+def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
+                  b, seed, col_d, col_m, out_native, out_norm, out_os):  # fmt: skip
+    """
+    Evaluate the normalised model at column ``c``'s pixels inside the sampled range
+    ``lo .. hi``, scale it to the column (`column_scale`) and write the scaled model
+    at the native and oversampled pixels. Returns the scale (NaN: none written).
+    """
+    inv_h = cfg.nknots / (cfg.a1 - cfg.a0)
+    n = 0
+    for y in range(cfg.row0, cfg.row1 + 1):
+        a = alpha[y, c]
+        if regions[y, c] == cfg.rid and np.isfinite(a) and lo <= a <= hi:
+            m = evaluate(a, cfg.a0, inv_h, cfg.nknots, coef, b)
+            out_norm[y, c] = m
+            col_d[n] = flux[y, c]
+            col_m[n] = m
+            n += 1
+    scale = column_scale(col_d, col_m, n, cfg.scale_top, cfg.scale_sigma, seed)
+    if not np.isfinite(scale):
+        return scale
+    for y in range(cfg.row0, cfg.row1 + 1):
+        if np.isfinite(out_norm[y, c]) and regions[y, c] == cfg.rid:
+            out_native[y, c] = scale * out_norm[y, c]
+    for j in range(cfg.j0, cfg.j1):
+        if regions[near[j], c] != cfg.rid:
+            continue
+        a = alpha_os[j, c]
+        if np.isfinite(a) and lo <= a <= hi:
+            out_os[j, c] = scale * evaluate(a, cfg.a0, inv_h, cfg.nknots, coef, b)
+    return scale
+
+
+@numba.njit(cache=True, nogil=True)
+def _sweep_bounds(order_code, sweep, nx):
+    """Columns ``start, stop, step`` of sweep ``sweep`` in the column order."""
+    if order_code == 0:
+        return 0, nx, 1
+    if order_code == 1:
+        return nx - 1, -1, -1
+    if sweep == 0:
+        return 0, nx // 2 + 1, 1
+    return nx - 1, nx // 2, -1
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit_region(flux, alpha, regions, alpha_os, near, cfg, out_native, out_norm, out_os, counts):
+    """
+    Spline model of every column of one region (see the module docstring): the
+    driver of the one-idea kernels above. Writes the region's pixels of the output
+    arrays and ``counts = (columns fitted, columns reusing a fit, rejections)``.
+    """
+    nx = flux.shape[1]
+    nr = cfg.row1 - cfg.row0 + 1
+    ncoef = cfg.nknots + 3
+    h = (cfg.a1 - cfg.a0) / cfg.nknots
+    binw = h / FINE_BINS_PER_KNOT
+    norm, ngood = column_norms(flux, alpha, regions, cfg.rid, cfg.row0, cfg.row1, cfg.a0,
+                               cfg.a1, 2 * cfg.nknots, MAX_MISSING_FLUX)  # fmt: skip
+    v, bidx, bval, fbin, clo, chi = _pixel_table(flux, alpha, regions, norm, cfg)
+    rej = np.full((nx, nr), -1, dtype=np.int64)  # column whose fit rejected the pixel
 
     ata_all = np.zeros((ncoef, 4))  # normal equations of every pixel in the window
     aty_all = np.zeros(ncoef)
+    sums_all = np.zeros(3)
     ata = np.zeros((ncoef, 4))  # ... less the pixels rejected by the current column's fit
     aty = np.zeros(ncoef)
+    sums = np.zeros(3)
     chol = np.empty((ncoef, 4))
     coef = np.zeros(ncoef)
+    trial = np.zeros(ncoef)
     prev = np.zeros(ncoef)
-    prev_try = np.zeros(ncoef)
+    occ = np.zeros(cfg.nknots * FINE_BINS_PER_KNOT + 1, dtype=np.int64)
+    cand = np.empty((2 * cfg.window + 1) * nr, dtype=np.int64)
     col_scale = np.full(nx, np.nan)
-    occ = np.zeros(nfine, dtype=np.int64)
-    resid = np.empty((2 * window + 1, nr))
+    b = np.empty(4)
+    seed = np.empty((2, cfg.scale_top))
     col_d = np.empty(nr)
     col_m = np.empty(nr)
     n_fit = 0
     n_reuse = 0
     n_rej = 0
-
-    nsweep = 2 if order_code == 2 else 1
-    for sweep in range(nsweep):
-        if order_code == 0:
-            start, stop, step = 0, nx, 1
-        elif order_code == 1:
-            start, stop, step = nx - 1, -1, -1
-        elif sweep == 0:
-            start, stop, step = 0, nx // 2 + 1, 1
-        else:
-            start, stop, step = nx - 1, nx // 2, -1
+    for sweep in range(2 if cfg.order_code == 2 else 1):
+        start, stop, step = _sweep_bounds(cfg.order_code, sweep, nx)
         have_prev = False
         prev_lo = 0.0
         prev_hi = 0.0
-        wl = -1
-        wr = -2
-        since_refresh = 0
+        wl, wr, since = -1, -2, 0
         for c in range(start, stop, step):
-            tl = max(c - window, 0)
-            tr = min(c + window, nx - 1)
-            refresh = since_refresh >= REFRESH_EVERY or wl < 0
-            if refresh:
-                ata_all[:, :] = 0.0
-                aty_all[:] = 0.0
-                occ[:] = 0
-                for x in range(tl, tr + 1):
-                    _window_column(x, 1, bidx, bval, fbin, v, occ, ata_all, aty_all)
-                wl = tl
-                wr = tr
-                since_refresh = 0
-            else:
-                # slide: remove columns that left, add columns that entered
-                for x in range(wl, wr + 1):
-                    if x < tl or x > tr:
-                        _window_column(x, -1, bidx, bval, fbin, v, occ, ata_all, aty_all)
-                for x in range(tl, tr + 1):
-                    if x < wl or x > wr:
-                        _window_column(x, 1, bidx, bval, fbin, v, occ, ata_all, aty_all)
-                wl = tl
-                wr = tr
-                since_refresh += 1
-
-            if ngood[c] <= min_good:
+            wl, wr, since = _move_window(c, cfg.window, wl, wr, since, bidx, bval, fbin, v,
+                                         occ, ata_all, aty_all, sums_all)  # fmt: skip
+            if ngood[c] <= cfg.min_good:
                 continue
-
-            # alpha range sampled in the window, and its largest sampling gap
-            lo = np.inf
-            hi = -np.inf
-            npts = 0
-            for x in range(wl, wr + 1):
-                lo = min(lo, clo[x])
-                hi = max(hi, chi[x])
-            blo = min(max(int((lo - a0) / binw), 0), nfine - 1)
-            bhi = min(max(int((hi - a0) / binw), 0), nfine - 1)
-            run = 0
-            longest = 0
-            for k in range(blo, bhi + 1):
-                npts += occ[k]
-                if occ[k] == 0:
-                    run += 1
-                    if run > longest:
-                        longest = run
-                else:
-                    run = 0
-            gap = (longest + 1) * binw if longest > 0 else 0.0
-
+            lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, cfg.a0, binw)
             fitted = False
-            nrej_col = 0
-            if gap <= gap_ratio * h and npts > ncoef:
-                ata[:, :] = ata_all
-                aty[:] = aty_all
-                ok = solve_banded(ata, aty, chol, coef)
-                fitted = ok
-                for _ in range(max_iter - 1):
-                    if not ok:
-                        break
-                    # rms of the kept points about the current fit
-                    ss = 0.0
-                    sr = 0.0
-                    nacc = 0
-                    for x in range(wl, wr + 1):
-                        for rr in range(nr):
-                            i = bidx[x, rr]
-                            if i < 0 or rej[x, rr] == c:
-                                continue
-                            f = (coef[i] * bval[x, rr, 0] + coef[i + 1] * bval[x, rr, 1]
-                                 + coef[i + 2] * bval[x, rr, 2] + coef[i + 3] * bval[x, rr, 3])
-                            d = v[x, rr] - f
-                            resid[x - wl, rr] = d
-                            sr += d
-                            ss += d * d
-                            nacc += 1
-                    if nacc < 2:
-                        break
-                    mean = sr / nacc
-                    limit = sigma * np.sqrt(max(ss / nacc - mean * mean, 0.0))
-                    nnew = 0
-                    for x in range(wl, wr + 1):
-                        for rr in range(nr):
-                            if bidx[x, rr] >= 0 and rej[x, rr] != c:
-                                if abs(resid[x - wl, rr]) > limit:
-                                    nnew += 1
-                    if nnew == 0:
-                        break
-                    if nrej_col + nnew > max_reject_fraction * npts:
-                        break  # too many outliers: keep the current fit
-                    for x in range(wl, wr + 1):
-                        for rr in range(nr):
-                            i = bidx[x, rr]
-                            if i >= 0 and rej[x, rr] != c and abs(resid[x - wl, rr]) > limit:
-                                accumulate(ata, aty, i, bval[x, rr], v[x, rr], -1.0)
-                                rej[x, rr] = c
-                    nrej_col += nnew
-                    ok = solve_banded(ata, aty, chol, prev_try)
-                    if not ok:
-                        break  # keep the last good fit
-                    coef[:] = prev_try
+            nrej = 0
+            if gap <= cfg.gap_ratio * h and npts > ncoef:
+                fitted, nrej = _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all,
+                                           aty_all, sums_all, ata, aty, sums, chol, coef,
+                                           trial, cand, cfg)  # fmt: skip
             if fitted:
                 n_fit += 1
-                n_rej += nrej_col
+                n_rej += nrej
                 prev[:] = coef
                 prev_lo = lo
                 prev_hi = hi
@@ -430,38 +616,14 @@ def _fit_region(
                 hi = prev_hi
             else:
                 continue
-
-            # scale the normalised model to this column (II.3) and evaluate it
-            n = 0
-            for rr in range(nr):
-                y = row0 + rr
-                a = alpha[y, c]
-                if regions[y, c] == rid and np.isfinite(a) and lo <= a <= hi:
-                    m = evaluate(a, a0, inv_h, nknots, coef, b)
-                    out_norm[y, c] = m
-                    col_d[n] = flux[y, c]
-                    col_m[n] = m
-                    n += 1
-            scale = column_scale(col_d, col_m, n, scale_top, scale_sigma)
-            if not np.isfinite(scale):
-                continue
-            col_scale[c] = scale
-            for rr in range(nr):
-                y = row0 + rr
-                if np.isfinite(out_norm[y, c]) and regions[y, c] == rid:
-                    out_native[y, c] = scale * out_norm[y, c]
-            for j in range(j0, j1):
-                if regions[near[j], c] != rid:
-                    continue
-                a = alpha_os[j, c]
-                if np.isfinite(a) and lo <= a <= hi:
-                    out_os[j, c] = scale * evaluate(a, a0, inv_h, nknots, coef, b)
-    _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, near, j0, j1,
-                          out_native, out_os, shared)
+            col_scale[c] = _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os,
+                                         near, cfg, b, seed, col_d, col_m, out_native,
+                                         out_norm, out_os)  # fmt: skip
+    _rescale_lost_columns(norm, col_scale, cfg.window, cfg.row0, cfg.row1, cfg.rid, regions,
+                          near, cfg.j0, cfg.j1, out_native, out_os, cfg.shared)  # fmt: skip
     counts[0] = n_fit
     counts[1] = n_reuse
     counts[2] = n_rej
-
 
 
 @dataclass
@@ -613,18 +775,16 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
     alpha_os_c = alpha_c if same_grid else np.ascontiguousarray(alpha_os, dtype=np.float64)
     near = np.ascontiguousarray(near, dtype=np.int64)
 
+    setups = [
+        region_setup(geom, k, nknots[k], min_good[k], j0[k], j1[k], params, same_grid)
+        for k in range(ids.size)
+    ]
+
     def fit_one(k):
         # the compiled kernel releases the GIL, so regions run in parallel threads;
         # each writes only its own region's pixels
-        _fit_region(
-            flux, alpha_c, regions, ids[k], geom.row0[k], geom.row1[k],
-            geom.alpha_min[k], geom.alpha_max[k], nknots[k], min_good[k],
-            int(params.window), float(params.sigma_reject), int(params.max_iter),
-            float(params.gap_ratio), ORDER_CODES[params.column_order],
-            float(params.max_reject_fraction), int(params.scale_top),
-            float(params.scale_sigma), alpha_os_c, near, j0[k], j1[k],
-            spline_native, model_native, spline_os, counts[k], same_grid,
-        )  # fmt: skip
+        _fit_region(flux, alpha_c, regions, alpha_os_c, near, setups[k], spline_native,
+                    model_native, spline_os, counts[k])  # fmt: skip
 
     threads = numba.get_num_threads()
     if threads == 1 or ids.size == 1:
