@@ -646,7 +646,13 @@ def run_grid(cases, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=Tru
             s = summary.setdefault(g, [0, 0])
             s[0] += bool(ok)
             s[1] += 1
+    missing = []  # images jwst should have processed but did not (not cached, --jwst-cached-only)
+    for c in out:
+        want = ("noisy", "noise-free") if c["case"]["noise_free"] else ("noisy",)
+        missing += [f"{c['case']['recipe']} FWHM {c['case']['fwhm']:g} SNR {c['case']['snr']:g} {v}"
+                    for v in want if v not in c["jwst_fit_seconds"]]
     return {"config": asdict(cfg), "cases": out, "rows": rows, "summary": summary,
+            "jwst_missing": missing if jwst else [],
             "seconds": time.perf_counter() - t0, "jwst_version": _jwst_version() if jwst else None}
 
 
@@ -746,6 +752,9 @@ def render_markdown(result, w):
       "method) over the same for the standard cube: **one noise realisation, paired** (same noise), columns pooled. "
       "SNR/N1 = median reported aperture SNR / standard's. jwst results are cached on disk "
       "(`$ATM_STEP_VALIDATION_CACHE`); the SNR sweep runs jwst on the noisy image only.\n")
+    if result.get("jwst_missing"):
+        w("**jwst not run** (not in the cache and `--jwst-cached-only`) for: " + "; ".join(result["jwst_missing"])
+          + ". Their jwst goals are not checked.\n")
     w("### Goals of issue 9\n")
     for g, text in GOALS.items():
         p, n = result["summary"].get(g, (0, 0))
