@@ -165,3 +165,22 @@ def test_report_carries_stamp_and_no_machine_paths(grid_result):
     assert "python -m atm_step.validation --out docs" in text
     assert str(Path.home()) not in text and "/work/" not in text
     assert "| isolated | 1 | 5000 | noise-free | 3 |" in text
+
+
+def test_only_grid_rerun_keeps_other_sections(grid_result, tmp_path, monkeypatch):
+    import json
+
+    from atm_step.validation import report
+
+    old = {"seconds": 5.0, "stamp": report.commit_stamp("python -m atm_step.validation --out docs"),
+           "miri": {"failed": "kept from the earlier run"}}
+    (tmp_path / "validation.json").write_text(json.dumps(old))
+    monkeypatch.setattr(G, "run_grid", lambda cases, **kw: dict(grid_result))
+    report.grid_section(tmp_path, command="python -m atm_step.validation --only-grid --out docs")
+    res = json.loads((tmp_path / "validation.json").read_text())
+    assert res["miri"] == old["miri"] and res["stamp"] == old["stamp"]
+    text = (tmp_path / "validation.md").read_text()
+    assert "kept from the earlier run" in text
+    assert "Grid numbers re-run separately: `python -m atm_step.validation --only-grid --out docs`" in text
+    with pytest.raises(FileNotFoundError, match="run `python -m atm_step.validation"):
+        report.grid_section(tmp_path / "nowhere")

@@ -42,6 +42,8 @@ def _parser():
     p.add_argument("--no-cache", action="store_true", help="neither read nor write the jwst/truth cache")
     p.add_argument("--no-legacy", action="store_true",
                    help="full run without the G395H-like blurred-PSF sections 1-5")
+    p.add_argument("--only-grid", action="store_true",
+                   help="re-run only the full sharp-PSF grid; other numbers come from <out>/validation.json")
     p.add_argument("--only-miri", action="store_true",
                    help="run only the MIRI MRS section; other numbers come from <out>/validation.json")
     p.add_argument("--no-miri", action="store_true", help="skip the MIRI MRS section")
@@ -99,6 +101,11 @@ def main(argv=None):
         print(f"{len(cases)} case(s) in {res['seconds']:.0f} s (ours {sum(c['ours_seconds'] for c in res['cases']):.0f} s)")
         if args.json:
             report.write_text_atomic(args.json, json.dumps(res, indent=1, default=report.json_default))
+        return 0
+    if args.only_grid:
+        res = report.grid_section(args.out, grid_kw=jwst_kw, command=command.strip())
+        print(G.format_table(res["grid"]))
+        print(f"wrote {args.out}/validation.md (grid section re-run in {res['grid']['seconds']:.0f} s)")
         return 0
     if args.only_miri:
         report.miri_section(args.out)

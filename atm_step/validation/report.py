@@ -9,7 +9,7 @@ import numpy as np
 
 from atm_step.validation import nirspec as V
 
-__all__ = ["generate", "miri_section", "render_markdown", "commit_stamp", "write_text_atomic", "json_default"]
+__all__ = ["generate", "grid_section", "miri_section", "render_markdown", "commit_stamp", "write_text_atomic", "json_default"]
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +110,48 @@ def _figures(ps, figdir):
         alpha_os=runs[("ours", 3)].alpha, title="Normalised along-slice profiles and spline fits (paper Fig. 3)")
     figs["map"] = plots.model_map_figure(figdir / "point_source_model_map.png", res, scene.regions)
     return figs
+
+
+def grid_section(out_dir="docs", cases=None, grid_kw=None, command="python -m atm_step.validation --only-grid"):
+    """
+    Re-run only the sharp-PSF grid and re-render ``validation.md`` from the stored numbers.
+
+    The other sections' numbers are read from ``<out_dir>/validation.json`` and kept;
+    the grid entry is replaced and carries its own commit stamp (shown in its section).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        Folder holding ``validation.json``.
+    cases : list of atm_step.validation.grid.Case, optional
+        Default :func:`grid.full_cases`.
+    grid_kw : dict, optional
+        Keyword arguments of :func:`grid.run_grid`.
+    command : str
+        Command line recorded in the grid's stamp.
+
+    Returns
+    -------
+    dict
+        All numbers (also written as JSON).
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``<out_dir>/validation.json`` does not exist (run the full command first).
+    """
+    from atm_step.validation import grid as G
+
+    out = Path(out_dir)
+    js = out / "validation.json"
+    if not js.exists():
+        raise FileNotFoundError(f"{js} not found: run `python -m atm_step.validation --out {out_dir}` first")
+    results = json.loads(js.read_text())
+    results["grid"] = G.run_grid(G.full_cases() if cases is None else cases, **(grid_kw or {}))
+    results["grid"]["stamp"] = commit_stamp(command)
+    write_text_atomic(js, json.dumps(results, indent=1, default=json_default))
+    write_text_atomic(out / "validation.md", render_markdown(results))
+    return results
 
 
 def miri_section(out_dir="docs", data_dir=None, workdir=None, cfg=None):
@@ -257,6 +299,10 @@ def render_markdown(r):
       "Subsets: `python -m atm_step.validation --quick` or `--scene NAME --fwhm PX --n N` (see `--help`).\n")
     if "grid" in r:
         G.render_markdown(r["grid"], w)
+        if "stamp" in r["grid"]:
+            gs = r["grid"]["stamp"]
+            w(f"Grid numbers re-run separately: `{gs['command']}` at commit `{gs['describe']}` ({gs['commit']}), "
+              f"{gs['date']}.\n")
     if "point_source" in r:
         _render_legacy(r, w)
     if "miri" in r:
@@ -377,6 +423,10 @@ def _render_miri(m, w):
         w(f"**miri: failed** ({m['failed']})\n")
         return
     c = m["config"]
+    if "stamp" in m:
+        ms = m["stamp"]
+        w(f"MIRI numbers re-run separately: `{ms['command']}` at commit `{ms['describe']}` ({ms['commit']}), "
+          f"{ms['date']}.\n")
     w("- Scene: `atm_step.validation.miri.point_source_metrics`: the MIRISim ch3/4 LONG (MIRIFULONG) level-2b "
       "shell with the flight distortion/specwcs/wavelengthrange and ground regions files "
       "(`miri_mrs/` in the data folder, `$ATM_STEP_TEST_DATA`), WCS from `jwst.assign_wcs.assign_wcs.load_wcs`. One bright, undersampled "
