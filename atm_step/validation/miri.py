@@ -26,6 +26,9 @@ from atm_step.validation import measures as M
 
 __all__ = [
     "MIRI_MRS_FILES",
+    "MRS_BANDS",
+    "band_files",
+    "band_wave_ranges",
     "miri_mrs_model",
     "miri_mrs_reference_files",
     "inject_point_source",
@@ -50,20 +53,101 @@ MIRI_MRS_FILES = {
 }
 
 
-def miri_mrs_reference_files(data_dir, workdir):
+#: Channel pair, band name and detector of each MRS band code.
+MRS_BANDS = {
+    "12A": ("12", "SHORT", "MIRIFUSHORT"),
+    "12B": ("12", "MEDIUM", "MIRIFUSHORT"),
+    "12C": ("12", "LONG", "MIRIFUSHORT"),
+    "34A": ("34", "SHORT", "MIRIFULONG"),
+    "34B": ("34", "MEDIUM", "MIRIFULONG"),
+    "34C": ("34", "LONG", "MIRIFULONG"),
+}
+
+
+def band_files(band):
+    """
+    File names in ``miri_mrs/`` for one MRS band.
+
+    Parameters
+    ----------
+    band : str
+        Band code: ``12A``, ``12B``, ``12C``, ``34A``, ``34B`` or ``34C``.
+
+    Returns
+    -------
+    dict of str to str
+        ``distortion``, ``specwcs``, ``wavelengthrange``, ``template`` and, for 34C
+        only, ``regions`` (the ground slice map).
+
+    Raises
+    ------
+    ValueError
+        For an unknown band code.
+    """
+    band = str(band).upper()
+    if band not in MRS_BANDS:
+        raise ValueError(f"unknown MIRI MRS band {band!r}; expected one of {sorted(MRS_BANDS)}")
+    files = {
+        "distortion": f"jwst_miri_mrs{band}_distortion_flt9.asdf",
+        "specwcs": f"jwst_miri_mrs{band}_specwcs_flt9.asdf",
+        "wavelengthrange": MIRI_MRS_FILES["wavelengthrange"],
+        "template": f"template_{band}.fits.gz",
+    }
+    if band == "34C":
+        files["regions"] = MIRI_MRS_FILES["regions"]
+    return files
+
+
+def band_wave_ranges(wavelengthrange, band, widen=0.1):
+    """
+    Wavelength range (um) of each channel of a band, from the ``wavelengthrange`` file.
+
+    Parameters
+    ----------
+    wavelengthrange : str or Path
+        MIRI MRS ``wavelengthrange`` reference file.
+    band : str
+        Band code (e.g. ``12A``).
+    widen : float
+        Fraction by which each range is widened at both ends.
+
+    Returns
+    -------
+    dict of int to tuple of float
+    """
+    from stdatamodels.jwst.datamodels import WavelengthrangeModel
+
+    channels, name, _ = MRS_BANDS[str(band).upper()]
+    with WavelengthrangeModel(str(wavelengthrange)) as ref:
+        ranges = dict(zip(ref.waverange_selector, ref.wavelengthrange, strict=True))
+    out = {}
+    for ch in channels:
+        lo, hi = ranges[f"{ch}{name}"]
+        out[int(ch)] = (lo * (1 - widen), hi * (1 + widen))
+    return out
+
+
+def miri_mrs_reference_files(data_dir, workdir, band="34C", derived_slices=None):
     """
     Reference-file map for ``load_wcs`` built from ``<data_dir>/miri_mrs``.
 
-    The ground-test regions file holds one slice-map plane; jwst 3.0 expects 9
-    throughput planes, so a copy with the plane repeated 9 times is written to
-    ``workdir`` (once; reused when present).
+    The slice map (``regions``): for 34C by default the ground-test map, whose one
+    plane is repeated into the 9 throughput planes jwst 3.0 expects; for every other
+    band (or with ``derived_slices=True``) a map derived from the band's distortion
+    file by `atm_step.validation.miri_slices` (on 34 LONG it agrees with the ground
+    map for 97% of the slice pixels, 98% of slice edges within one pixel). Either is
+    written to ``workdir`` once and reused.
 
     Parameters
     ----------
     data_dir : str or Path
         The shared data folder (holding ``miri_mrs/``).
     workdir : str or Path
-        Writable folder for the derived regions file.
+        Writable folder for the regions file.
+    band : str
+        Band code (``12A`` ... ``34C``).
+    derived_slices : bool or None
+        Use the derived slice map; None: only where no real map exists (not 34C).
 
     Returns
     -------
@@ -74,36 +158,50 @@ def miri_mrs_reference_files(data_dir, workdir):
     ------
     FileNotFoundError
         If one of the files is missing.
+    ValueError
+        For an unknown band code.
     """
     from stdatamodels.jwst.datamodels import RegionsModel
 
+    from atm_step.validation import miri_slices
+
+    files = band_files(band)
+    band = str(band).upper()
+    if derived_slices is None:
+        derived_slices = "regions" not in files
     mrs = Path(data_dir) / "miri_mrs"
-    for name in MIRI_MRS_FILES.values():
+    needed = [v for k, v in files.items() if k != "regions" or not derived_slices]
+    for name in needed:
         if not (mrs / name).is_file():
             raise FileNotFoundError(f"MIRI MRS test file missing: {mrs / name}")
-    regions9 = Path(workdir) / "miri_regions_9planes.asdf"
-    if not regions9.is_file():
-        with RegionsModel(str(mrs / MIRI_MRS_FILES["regions"])) as ref:
-            plane = np.asarray(ref.regions)
-            out = ref.copy()
-        out.regions = np.repeat(plane[None, :, :], 9, axis=0)
-        out.save(str(regions9))
-        out.close()
-    return {
-        "distortion": str(mrs / MIRI_MRS_FILES["distortion"]),
-        "specwcs": str(mrs / MIRI_MRS_FILES["specwcs"]),
-        "wavelengthrange": str(mrs / MIRI_MRS_FILES["wavelengthrange"]),
-        "regions": str(regions9),
-    }
+    refs = {k: str(mrs / files[k]) for k in ("distortion", "specwcs", "wavelengthrange")}
+    if derived_slices:
+        regions9 = Path(workdir) / f"miri_regions_derived_{band}.asdf"
+        if not regions9.is_file():
+            log.info("Deriving the %s slice map from %s", band, files["distortion"])
+            ranges = band_wave_ranges(refs["wavelengthrange"], band)
+            label = miri_slices.derive_slice_map(refs["distortion"], ranges)
+            channel, name, detector = MRS_BANDS[band]
+            instrument = {"detector": detector, "channel": channel, "band": name}
+            miri_slices.write_regions_file(label, regions9, instrument)
+    else:
+        regions9 = Path(workdir) / "miri_regions_9planes.asdf"
+        if not regions9.is_file():
+            with RegionsModel(str(mrs / files["regions"])) as ref:
+                plane = np.asarray(ref.regions)
+            instrument = {"detector": "MIRIFULONG", "channel": "34", "band": "LONG"}
+            miri_slices.write_regions_file(plane, regions9, instrument)
+    refs["regions"] = str(regions9)
+    return refs
 
 
-def miri_mrs_model(data_dir, workdir, err=1e-3):
+def miri_mrs_model(data_dir, workdir, err=1e-3, band="34C", derived_slices=None):
     """
-    MIRI MRS channel 3+4 LONG IFUImageModel with a real instrument WCS.
+    MIRI MRS IFUImageModel of one band with the real instrument WCS.
 
     The MIRISim template's own ASDF extension (unreadable by stdatamodels 6) is
     dropped and a WCS is assigned from the flight distortion, specwcs and
-    wavelengthrange files and the ground regions map with
+    wavelengthrange files and a slice map (:func:`miri_mrs_reference_files`) with
     ``jwst.assign_wcs.assign_wcs.load_wcs``. Arrays: SCI zeros, ERR ``err``, DQ 0,
     variances ``err**2`` split in three (MJy/sr units).
 
@@ -113,29 +211,42 @@ def miri_mrs_model(data_dir, workdir, err=1e-3):
         As for :func:`miri_mrs_reference_files`.
     err : float
         Per-pixel error (also the noise sigma :func:`inject_point_source` adds).
+    band : str
+        Band code: ``12A``, ``12B``, ``12C``, ``34A``, ``34B``, ``34C``.
+    derived_slices : bool or None
+        As for :func:`miri_mrs_reference_files`.
 
     Returns
     -------
     stdatamodels.jwst.datamodels.IFUImageModel
-        Shape (1024, 1032); ``meta.cal_step.assign_wcs = 'COMPLETE'``.
+        Shape (1024, 1032); ``meta.cal_step.assign_wcs = 'COMPLETE'``; file name
+        ``miri_mrs_34long_cal.fits`` (34C) or ``miri_mrs_<band>_cal.fits``.
     """
     from jwst.assign_wcs.assign_wcs import load_wcs
     from stdatamodels.jwst import datamodels
 
-    refs = miri_mrs_reference_files(data_dir, workdir)
-    template = Path(data_dir) / "miri_mrs" / MIRI_MRS_FILES["template"]
+    band = str(band).upper()
+    refs = miri_mrs_reference_files(data_dir, workdir, band, derived_slices)
+    template = Path(data_dir) / "miri_mrs" / band_files(band)["template"]
     with fits.open(template) as hdul:
         kept = fits.HDUList([hdu.copy() for hdu in hdul if hdu.name != "ASDF"])
     model = datamodels.IFUImageModel(kept)
+    channel, name, detector = MRS_BANDS[band]
+    inst = model.meta.instrument
+    if (str(inst.channel), str(inst.band), str(inst.detector)) != (channel, name, detector):
+        raise ValueError(
+            f"{template}: holds CHANNEL={inst.channel} BAND={inst.band} "
+            f"DETECTOR={inst.detector}, not band {band}"
+        )
     shape = model.data.shape
     model.data = np.zeros(shape, dtype=np.float32)
     model.err = np.full(shape, err, dtype=np.float32)
     model.dq = np.zeros(shape, dtype=np.uint32)
-    for name in ("var_poisson", "var_rnoise", "var_flat"):
-        setattr(model, name, np.full(shape, err**2 / 3, dtype=np.float32))
+    for var in ("var_poisson", "var_rnoise", "var_flat"):
+        setattr(model, var, np.full(shape, err**2 / 3, dtype=np.float32))
     model = load_wcs(model, refs)
     model.meta.cal_step.assign_wcs = "COMPLETE"
-    model.meta.filename = "miri_mrs_34long_cal.fits"
+    model.meta.filename = "miri_mrs_34long_cal.fits" if band == "34C" else f"miri_mrs_{band}_cal.fits"
     return model
 
 
@@ -453,3 +564,109 @@ def point_source_metrics(data_dir, workdir, cfg=DEFAULT_CONFIG):
         "peak_snr": peak_snr,
         "config": cfg.as_dict(),
     }
+
+
+def write_mrs_cal(out, band, data_dir, *, alpha0=0.05, beta0=0.1, err=0.04, background=0.05,
+                  seed=1, noise=True, derived_slices=None, workdir=None, overwrite=False):  # fmt: skip
+    """
+    Write a MIRI MRS ``_cal`` file of any band with an injected point source.
+
+    The file is an IFUImageModel with the band's real WCS (:func:`miri_mrs_model`)
+    and an Airy point source integrated over each pixel along the slice
+    (:func:`inject_point_source`). It is written to a temporary name and renamed,
+    so an interrupted run never leaves a partial file under ``out``.
+
+    Parameters
+    ----------
+    out : str or Path
+        Output FITS file.
+    band : str
+        Band code: ``12A``, ``12B``, ``12C``, ``34A``, ``34B``, ``34C``.
+    data_dir : str or Path
+        The shared data folder (holding ``miri_mrs/``).
+    alpha0, beta0 : float
+        Source position in the alpha-beta frame (arcsec).
+    err : float
+        Per-pixel noise sigma and ERR value (MJy/sr).
+    background : float
+        Constant background (MJy/sr).
+    seed : int
+        Noise seed.
+    noise : bool
+        Add Gaussian noise.
+    derived_slices : bool or None
+        Slice map derived from the geometry (default: for every band but 34C).
+    workdir : str or Path, optional
+        Folder for the regions file (default: next to ``out``).
+    overwrite : bool
+        Replace an existing ``out``.
+
+    Returns
+    -------
+    IFUImageModel
+        The model written.
+
+    Raises
+    ------
+    FileExistsError
+        If ``out`` exists and ``overwrite`` is False.
+    """
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise FileExistsError(f"{out} exists; pass overwrite=True (--overwrite) to replace it")
+    workdir = Path(workdir) if workdir is not None else out.parent
+    workdir.mkdir(parents=True, exist_ok=True)
+    model = miri_mrs_model(data_dir, workdir, err=err, band=band, derived_slices=derived_slices)
+    inject_point_source(model, alpha0=alpha0, beta0=beta0, background=background, seed=seed,
+                        noise=noise)  # fmt: skip
+    model.meta.filename = out.name
+    tmp = out.with_name(f"{out.stem}.part{out.suffix}")
+    model.save(str(tmp))
+    tmp.replace(out)
+    log.info("Wrote %s (band %s)", out, band)
+    return model
+
+
+def main(argv=None):
+    """``python -m atm_step.validation.miri --band 12A --out FILE``; returns the exit status."""
+    import argparse
+    import os
+    import sys
+
+    p = argparse.ArgumentParser(
+        prog="python -m atm_step.validation.miri",
+        description="Write a MIRI MRS _cal file (real geometry of one band) with an injected, "
+        "pixel-integrated point source.",
+    )
+    p.add_argument("--band", required=True, choices=sorted(MRS_BANDS), type=str.upper)
+    p.add_argument("--out", required=True, help="output FITS file")
+    p.add_argument("--data", default=os.environ.get("ATM_STEP_TEST_DATA", "../shared/data"),
+                   help="shared data folder holding miri_mrs/ (default: $ATM_STEP_TEST_DATA)")
+    p.add_argument("--alpha0", type=float, default=0.05, help="source alpha (arcsec)")
+    p.add_argument("--beta0", type=float, default=0.1, help="source beta (arcsec)")
+    p.add_argument("--err", type=float, default=0.04, help="noise sigma, MJy/sr")
+    p.add_argument("--background", type=float, default=0.05, help="background, MJy/sr")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--no-noise", action="store_true", help="noise-free image")
+    p.add_argument("--derived-slices", action="store_true",
+                   help="use the derived slice map also for 34C (which has a real one)")
+    p.add_argument("--overwrite", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        model = write_mrs_cal(
+            args.out, args.band, args.data, alpha0=args.alpha0, beta0=args.beta0, err=args.err,
+            background=args.background, seed=args.seed, noise=not args.no_noise,
+            derived_slices=True if args.derived_slices else None, overwrite=args.overwrite,
+        )  # fmt: skip
+    except (FileNotFoundError, FileExistsError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}: band {args.band}, peak {np.nanmax(model.data):.3g} MJy/sr")
+    return 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())
