@@ -11,6 +11,8 @@ from stdatamodels.jwst import datamodels
 from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
 
+from atm_step.atomic import atomic_save
+
 __all__ = ["AdaptiveTraceModelStep"]
 
 log = logging.getLogger(__name__)
@@ -205,6 +207,42 @@ class AdaptiveTraceModelStep(Step):
                     raise ValueError(f"{type(self).__name__}: {exc}") from None
         self._cores = requested_cores(self.maximum_cores, os.cpu_count() or 1)
 
+    def save_model(self, model, suffix=None, idx=None, output_file=None, force=False,
+                   **components):
+        """
+        Save a model under the step's naming scheme, atomically (stpipe hook).
+
+        As `stpipe.Step.save_model`, but a single model is written through a
+        temporary name and renamed into place (`atm_step.atomic.atomic_save`): a kill
+        or crash during the write leaves the previous file (or none), never a
+        truncated one under the final name. Containers and libraries are handed to
+        stpipe, which calls back here for each model.
+
+        Returns
+        -------
+        str or list or None
+            The output path(s); None if nothing was to be saved.
+        """
+        from collections.abc import Sequence
+
+        from stpipe.library import AbstractModelLibrary
+
+        if isinstance(model, (AbstractModelLibrary, Sequence)):
+            return super().save_model(model, suffix=suffix, idx=idx, output_file=output_file,
+                                      force=force, **components)
+        if output_file is None or output_file == "":
+            output_file = self.output_file
+        if not force and not self.save_results and not output_file:
+            return None
+        if self.output_use_model or (output_file is None and not self.search_output_file):
+            output_file = model.meta.filename
+            idx = None
+        path = self.make_output_path(basepath=output_file, suffix=suffix, idx=idx,
+                                     **components)
+        atomic_save(model, path)
+        log.info("Saved model in %s", path)
+        return path
+
     # ------------------------------------------------------------------
     def _tuning(self):
         names = ("nknots", "window", "sigma_reject", "max_iter", "gap_ratio")
@@ -332,7 +370,7 @@ class AdaptiveTraceModelStep(Step):
                 out.err = None
                 out.meta.bunit_err = None
             path = self.make_output_path(basepath=basepath, suffix=suffix)
-            out.save(path)
+            atomic_save(out, path)
             out.close()
             log.info("Saved %s in %s", what, path)
 

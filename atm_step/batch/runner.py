@@ -194,6 +194,10 @@ def run(
             results = _compute(distributed, client, jobs, show)
         for row, result in zip(job_rows, results):
             row.__dict__.update(result.__dict__)
+        # folders of attempts killed mid-write (a worker lost, the task retried); the
+        # lock check in remove_partials leaves any save still running elsewhere alone
+        for job in jobs:
+            remove_partials(job.output)
     report.elapsed = time.perf_counter() - t0
     if report.n_failed:
         log.info("%d of %d exposures failed: %s", report.n_failed, len(rows),

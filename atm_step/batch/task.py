@@ -8,19 +8,19 @@ import contextlib
 import importlib
 import logging
 import os
-import shutil
-import tempfile
 import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from atm_step.atomic import PARTIAL_MARK, atomic_save, remove_partials
 from atm_step.batch.report import DONE, FAILED, SKIPPED, ExposureResult
 
 __all__ = [
     "DEFAULT_STEP",
-    "Job",
     "PARTIAL_MARK",
+    "Job",
+    "atomic_save",
     "is_complete",
     "make_step",
     "process_exposure",
@@ -32,8 +32,6 @@ log = logging.getLogger(__name__)
 
 #: The step a batch runs unless told otherwise.
 DEFAULT_STEP = "atm_step.step.AdaptiveTraceModelStep"
-#: Temporary folders of unfinished outputs are named ``.<output name>.partial-XXXX``.
-PARTIAL_MARK = ".partial-"
 #: Loggers whose records are captured per exposure.
 CAPTURED_LOGGERS = ("atm_step", "jwst", "stpipe", "stdatamodels")
 
@@ -198,67 +196,6 @@ def is_complete(path):
     except Exception:  # missing, unreadable, not FITS, truncated header
         return False
     return status == "COMPLETE" and end <= size
-
-
-def remove_partials(output):
-    """
-    Remove temporary folders left by an interrupted write of ``output``.
-
-    Parameters
-    ----------
-    output : str or Path
-        Final output path; its ``.<name>.partial-*`` siblings are removed.
-
-    Returns
-    -------
-    int
-        Number of folders removed.
-    """
-    output = Path(output)
-    n = 0
-    for stale in output.parent.glob(f".{output.name}{PARTIAL_MARK}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-        n += 1
-    return n
-
-
-def atomic_save(model, output):
-    """
-    Save a datamodel to ``output`` atomically.
-
-    The model is saved under its final name inside a temporary folder beside the
-    output (so ``meta.filename`` is right and the rename stays on one file system),
-    flushed to disk, then moved into place with `os.replace`. An interrupted write
-    leaves only a hidden ``.<name>.partial-XXXX`` folder, never a partial output.
-
-    Parameters
-    ----------
-    model : stdatamodels.DataModel
-    output : str or Path
-        Final path.
-
-    Raises
-    ------
-    OSError
-        If the folder is not writable or the disk is full.
-    """
-    output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}{PARTIAL_MARK}", dir=output.parent))
-    try:
-        tmp = tmpdir / output.name
-        model.save(str(tmp))
-        with open(tmp, "rb+") as fh:
-            os.fsync(fh.fileno())
-        os.replace(tmp, output)
-        with contextlib.suppress(OSError):
-            fd = os.open(output.parent, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-    finally:
-        shutil.rmtree(tmpdir, ignore_errors=True)
 
 
 class _Capture(logging.Handler):

@@ -1,0 +1,170 @@
+"""Atomic output files: a crash or kill during a save never leaves a truncated file.
+
+A model is saved under its final name inside a hidden temporary folder beside the
+output, ``.<name>.partial-XXXX``, flushed to disk and moved into place with
+`os.replace`; a reader sees either the previous file (or none) or the complete new
+one. While it writes, the writer holds an exclusive `fcntl.flock` lock on a file in
+its folder; the kernel releases the lock when the writer exits, however it exits
+(kill -9 included). `remove_partials` therefore removes only folders whose writer is
+gone, and never the folder of a save still in progress (another run writing to the
+same output folder).
+
+Used by the step for its outputs and intermediate products (`strun atm`,
+``Step.call(..., save_results=True)``) and by the batch runner.
+"""
+
+import contextlib
+import fcntl
+import logging
+import os
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+
+__all__ = ["PARTIAL_MARK", "WRITER_LOCK", "atomic_save", "remove_partials"]
+
+log = logging.getLogger(__name__)
+
+#: Temporary folders of unfinished outputs are named ``.<output name>.partial-XXXX``.
+PARTIAL_MARK = ".partial-"
+#: Lock file inside a partial folder, held (flock) by its writer while it writes.
+WRITER_LOCK = ".writer.lock"
+#: A partial folder without a lock file (its writer died before taking the lock) is
+#: removed only when older than this many seconds.
+UNLOCKED_AGE = 600.0
+
+
+def _take_lock(folder):
+    """Create ``folder/WRITER_LOCK`` already locked (the lock is taken before the
+    file gets its name, so no one can find it unlocked); return its descriptor."""
+    tmp = folder / (WRITER_LOCK + ".new")
+    fd = os.open(tmp, os.O_CREAT | os.O_RDWR, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        os.write(fd, f"{socket.gethostname()} {os.getpid()}\n".encode())
+        os.replace(tmp, folder / WRITER_LOCK)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _writer_alive(folder):
+    """
+    Whether a partial folder's writer still holds its lock.
+
+    Returns
+    -------
+    bool or None
+        True (in use), False (writer gone), None (no lock file).
+    """
+    lock = folder / WRITER_LOCK
+    try:
+        fd = os.open(lock, os.O_RDWR)
+    except FileNotFoundError:
+        return None
+    except OSError:
+        return True  # cannot tell: leave it alone
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return True
+    finally:
+        os.close(fd)  # closing releases a lock we took
+    return False
+
+
+def remove_partials(output, unlocked_age=UNLOCKED_AGE):
+    """
+    Remove temporary folders left by interrupted saves of ``output``.
+
+    A folder is removed only if its writer is gone: its lock file is not locked (the
+    writer exited, was killed, or its machine rebooted), or it has no lock file and
+    is older than ``unlocked_age`` seconds. The folder of a save in progress, by this
+    process or any other, is left alone.
+
+    Parameters
+    ----------
+    output : str or Path
+        Final output path; its ``.<name>.partial-*`` siblings are examined.
+    unlocked_age : float
+        Age in seconds after which a folder without a lock file is removed.
+
+    Returns
+    -------
+    int
+        Number of folders removed.
+    """
+    output = Path(output)
+    n = 0
+    for stale in output.parent.glob(f".{output.name}{PARTIAL_MARK}*"):
+        if not stale.is_dir():
+            continue
+        alive = _writer_alive(stale)
+        if alive is None:
+            try:
+                alive = time.time() - stale.stat().st_mtime < unlocked_age
+            except OSError:
+                continue
+        if alive:
+            log.debug("Leaving %s: its writer is still running", stale)
+            continue
+        shutil.rmtree(stale, ignore_errors=True)
+        log.info("Removed %s, left by an interrupted save", stale)
+        n += 1
+    return n
+
+
+def atomic_save(model, output):
+    """
+    Save a datamodel to ``output`` atomically.
+
+    The model is saved under its final name inside a locked temporary folder beside
+    the output (so ``meta.filename`` is right and the rename stays on one file
+    system), flushed to disk, then moved into place with `os.replace`. Partial folders
+    of earlier saves of the same output whose writers are gone are removed first.
+
+    Parameters
+    ----------
+    model : stdatamodels.DataModel
+    output : str or Path
+        Final path.
+
+    Returns
+    -------
+    str
+        The output path.
+
+    Raises
+    ------
+    OSError
+        If the folder is not writable or the disk is full; ``output`` is then left
+        as it was.
+    """
+    output = Path(output)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    remove_partials(output)
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}{PARTIAL_MARK}", dir=output.parent))
+    fd = None
+    try:
+        fd = _take_lock(tmpdir)
+        tmp = tmpdir / output.name
+        model.save(str(tmp))
+        with open(tmp, "rb+") as fh:
+            os.fsync(fh.fileno())
+        os.replace(tmp, output)
+        with contextlib.suppress(OSError):
+            dfd = os.open(output.parent, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+    finally:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        if fd is not None:
+            os.close(fd)
+    return str(output)
