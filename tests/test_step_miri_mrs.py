@@ -160,3 +160,46 @@ def test_cube_aperture_spectrum(miri_run):
     assert np.all(np.isfinite(ratio))
     assert np.max(np.abs(ratio - 1)) < 0.01
     assert spec_atm.sum() / spec_nat.sum() == pytest.approx(1.0, abs=0.002)
+
+
+#: File root used by the documented chain in docs/usage.md.
+DOC_ROOT = "jw01234001001_03101_00001_mirifulong"
+
+
+def _documented_chain():
+    """The ``strun`` lines of docs/usage.md's atm -> pixel_replace -> cube_build block."""
+    import re
+
+    text = (Path(__file__).resolve().parents[1] / "docs" / "usage.md").read_text()
+    (block,) = [b for b in re.findall(r"```bash\n(.*?)```", text, re.S) if "strun pixel_replace" in b]
+    return [line.split() for line in block.splitlines() if line.startswith("strun ")]
+
+
+def test_documented_chain(miri_run):
+    """docs/usage.md's chain, offline, on the MIRI MRS exposure: the names each command reads
+    are the names the previous one wrote; cube_build as the docs' offline Python variant."""
+    from jwst.cube_build import CubeBuildStep
+
+    from atm_step.testing import offline_crds, write_cubepar
+
+    work = miri_run["work"]
+    cmds = [[w.replace(DOC_ROOT, "miri_src") for w in cmd] for cmd in _documented_chain()]
+    assert [cmd[1] for cmd in cmds] == ["atm", "pixel_replace", "cube_build"]
+    # 1. `strun atm` is exactly what the fixture ran; its output is what step 2 reads
+    assert cmds[0] == ["strun", "atm", miri_run["cal"].name, f"--oversample={N}"]
+    assert miri_run["out"].name == cmds[1][2] == "miri_src_atm.fits"
+    # 2. `strun pixel_replace` as written
+    _strun(cmds[1][1:], cwd=work)
+    replaced = work / cmds[2][2]
+    assert replaced.name == "miri_src_atm_pixelreplacestep.fits" and replaced.is_file()
+    # 3. cube_build offline (channel 3, 16-17 um, to keep the test short)
+    cubepar = write_cubepar(work / "my_cubepar.fits")
+    with offline_crds():
+        CubeBuildStep.call(str(replaced), override_cubepar=cubepar, save_results=True,
+                           output_dir=str(work), channel="3", wavemin=16.0, wavemax=17.0)
+    cube_file = work / "miri_src_atm_pixelreplacestep_ch3-long_s3d.fits"
+    assert cube_file.is_file(), sorted(p.name for p in work.iterdir())
+    with datamodels.open(str(cube_file)) as cube:
+        assert cube.data.shape[0] > 300
+        assert np.nanmax(cube.data) > 0
+        assert np.isfinite(cube.data).mean() > 0.5

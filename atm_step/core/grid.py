@@ -29,6 +29,13 @@ def oversampled_shape(shape, oversample):
     -------
     tuple of int
         ``(ceil(ny * N), nx)``.
+
+    Examples
+    --------
+    >>> oversampled_shape((30, 2048), 3)
+    (90, 2048)
+    >>> oversampled_shape((30, 2048), 2.5)
+    (75, 2048)
     """
     ny, nx = shape
     return (int(math.ceil(ny * oversample)), nx)
@@ -49,6 +56,14 @@ def oversampled_rows(ny, oversample):
     -------
     ndarray of float64, shape (ceil(ny * N),)
         ``y_j = j / N - (N - 1) / (2 N)``, in native pixels.
+
+    Examples
+    --------
+    Three oversampled rows per native row, centred on it:
+
+    >>> oversampled_rows(2, 3)
+    array([-0.33333333,  0.        ,  0.33333333,  0.66666667,  1.        ,
+            1.33333333])
     """
     n_os = int(math.ceil(ny * oversample))
     j = np.arange(n_os, dtype=np.float64)
@@ -73,6 +88,11 @@ def nearest_native_row(ny, oversample):
     -------
     ndarray of int64, shape (ceil(ny * N),)
         Native row index, clipped to ``[0, ny - 1]``.
+
+    Examples
+    --------
+    >>> nearest_native_row(2, 3)
+    array([0, 0, 0, 1, 1, 1])
     """
     rows = np.round(oversampled_rows(ny, oversample)).astype(np.int64)
     return np.clip(rows, 0, ny - 1)

@@ -188,6 +188,19 @@ class FitParameters:
     ValueError
         If a field is outside its range in :data:`LIMITS` (NaN included), or
         ``column_order`` is unknown; the message names the field and the range.
+
+    Examples
+    --------
+    >>> from atm_step.core import FitParameters
+    >>> p = FitParameters.nirspec_ifu("NRS2")         # the paper's NIRSpec IFU preset
+    >>> p.nknots, p.window, p.gap_ratio, p.column_order
+    (68, 50, 1.6, 'descending')
+    >>> p.with_overrides(window=20, nknots=None).window   # None keeps the preset
+    20
+    >>> FitParameters(sigma_reject=float("nan"))
+    Traceback (most recent call last):
+    ...
+    ValueError: parameter sigma_reject=nan is not allowed: it must be a finite number > 0
     """
 
     nknots: int | None = None
