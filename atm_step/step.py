@@ -12,6 +12,7 @@ from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
 
 from atm_step.atomic import atomic_save
+from atm_step.input_files import check_input_file
 
 __all__ = ["AdaptiveTraceModelStep"]
 
@@ -132,6 +133,14 @@ class AdaptiveTraceModelStep(Step):
             return "atm"
         return super().default_suffix()
 
+    @classmethod
+    def _get_crds_parameters(cls, dataset):
+        # stpipe reads a file's metadata here, before the step runs, whatever the CRDS
+        # setting: check the file first, so that a bad one gets one clear message
+        if isinstance(dataset, (str, os.PathLike)) and not str(dataset).endswith(".json"):
+            check_input_file(dataset)
+        return super()._get_crds_parameters(dataset)
+
     @staticmethod
     def get_stpipe_loggers():
         """
@@ -163,8 +172,13 @@ class AdaptiveTraceModelStep(Step):
         ------
         ValueError
             If a parameter is outside its allowed range (see `check_parameters`).
+        atm_step.input_files.InputFileError
+            (a ValueError) If the input file is missing, empty, corrupt, truncated, not
+            a JWST datamodel, or a step parameter file.
         """
         self.check_parameters()
+        if isinstance(input_data, (str, os.PathLike)) and not str(input_data).endswith(".json"):
+            check_input_file(input_data)  # one clear message for a bad file
         output = self.prepare_output(input_data)
         models = output if isinstance(output, ModelContainer) else [output]
         #: one dict per processed model: file, mode, oversample, regions, fitted,

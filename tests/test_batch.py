@@ -244,7 +244,7 @@ def test_bad_files_are_isolated(mos_copies, bad_files, tmp_path, capsys):
     assert status == 1
     table = capsys.readouterr().out
     assert table.count(" done ") == 3
-    assert f"FAILED {corrupt}: cannot be opened as a JWST datamodel" in table
+    assert f"FAILED {corrupt}: not a readable FITS file" in table
     assert f"FAILED {image}: the step did not process this ImageModel" in table
     assert "Traceback" not in table
     assert len(_outputs(out)) == 3 and all(is_complete(p) for p in _outputs(out))

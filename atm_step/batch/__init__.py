@@ -1,10 +1,13 @@
 """Batch runner: apply the step to many exposures on Dask (``atm-step run``).
 
-From Python::
+From a Python script (the guard is required: Dask re-imports the script in each
+local worker process)::
 
     from atm_step.batch import run
-    report = run(["obs/*_cal.fits"], output_dir="atm", oversample=2)
-    print(report.table())
+
+    if __name__ == "__main__":
+        report = run(["obs/*_cal.fits"], output_dir="atm", oversample=2)
+        print(report.table())
 
 From the shell::
 

@@ -1,5 +1,6 @@
 """Run the step over many exposures on a Dask cluster: local by default, or remote."""
 
+import ast
 import contextlib
 import logging
 import numbers
@@ -20,7 +21,7 @@ from atm_step.batch.task import (
     step_class_path,
 )
 
-__all__ = ["MissingDependencyError", "run"]
+__all__ = ["MainGuardError", "MissingDependencyError", "check_main_guard", "run"]
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,9 @@ def run(
         ranges of `atm_step.core.parameters.LIMITS`; NaN is refused).
     OSError
         If the scheduler cannot be reached or ``output_dir`` cannot be created.
+    MainGuardError
+        If a local cluster would be started from top-level code of a script that
+        lacks ``if __name__ == "__main__":`` (see `check_main_guard`).
     KeyboardInterrupt
         Re-raised after cancelling the outstanding tasks and shutting down the local
         cluster; finished outputs are complete and a rerun skips them.
@@ -205,6 +209,66 @@ def run(
     return report
 
 
+class MainGuardError(RuntimeError):
+    """`run` starts worker processes from a script without a ``__main__`` guard."""
+
+
+def _is_main_guard(node):
+    """Whether an ``ast.If`` tests ``__name__ == "__main__"`` (either order)."""
+    test = node.test
+    if not (isinstance(test, ast.Compare) and len(test.ops) == 1
+            and isinstance(test.ops[0], ast.Eq)):
+        return False
+    sides = [test.left, *test.comparators]
+    names = [s.id for s in sides if isinstance(s, ast.Name)]
+    consts = [s.value for s in sides if isinstance(s, ast.Constant)]
+    return names == ["__name__"] and consts == ["__main__"]
+
+
+def check_main_guard():
+    """
+    Refuse to start local worker processes from unguarded top-level script code.
+
+    Dask starts local workers with multiprocessing's ``spawn`` method, which imports
+    the main script again in every new process. A script that calls `run` at its top
+    level, outside ``if __name__ == "__main__":``, therefore starts a batch inside
+    every worker as it starts, and Dask ends with ``RuntimeError: Nanny failed to
+    start``. Here the call site is found in the script's source and, when unguarded,
+    refused at once, in the script's process and in any process spawned from it.
+
+    Raises
+    ------
+    MainGuardError
+        Naming the script and line, and showing the guard.
+    """
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if not path or not str(path).endswith(".py"):
+        return  # interactive, python -c, a notebook, python -m some.module: no re-import
+    frame = sys._getframe(1)  # noqa: SLF001
+    while frame is not None and not (
+        frame.f_globals is main.__dict__ and frame.f_code.co_name == "<module>"
+    ):
+        frame = frame.f_back
+    if frame is None:
+        return  # called from a function (e.g. main()), which the guard must call
+    line = frame.f_lineno
+    try:
+        tree = ast.parse(Path(path).read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, UnicodeDecodeError):
+        return
+    for node in tree.body:
+        if isinstance(node, ast.If) and _is_main_guard(node) and \
+                node.lineno <= line <= (node.end_lineno or node.lineno):
+            return
+    raise MainGuardError(
+        f"{path}, line {line}: atm_step.batch.run() is called at the top level of the "
+        "script. Dask starts local worker processes by importing the script again, so the "
+        "call must be protected:\n\n    if __name__ == \"__main__\":\n        "
+        "report = run(...)\n"
+    )
+
+
 @contextlib.contextmanager
 def _client(distributed, scheduler, workers, n_jobs, options, connect_timeout):
     """A Client to a local cluster made for the batch, or to the given scheduler."""
@@ -224,6 +288,7 @@ def _client(distributed, scheduler, workers, n_jobs, options, connect_timeout):
                 client.wait_for_workers(1, timeout=connect_timeout)
             yield client
         return
+    check_main_guard()
     n = int(workers) if workers is not None else min(os.cpu_count() or 1, n_jobs)
     env = dict(WORKER_ENV)
     if "maximum_cores" in options:  # asked for per-slice parallelism inside a task

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from atm_step.atomic import PARTIAL_MARK, atomic_save, remove_partials
 from atm_step.batch.report import DONE, FAILED, SKIPPED, ExposureResult
+from atm_step.input_files import InputFileError, check_input_file
 
 __all__ = [
     "DEFAULT_STEP",
@@ -298,6 +299,10 @@ def _open_input(path):
 
     if not os.path.isfile(path):
         raise FileNotFoundError(f"{path}: no such file")
+    try:
+        check_input_file(path)
+    except InputFileError as exc:
+        raise InputOpenError(str(exc)) from None
     try:
         return datamodels.open(path)
     except Exception as exc:

@@ -6,8 +6,10 @@ left as they were (jwst's contract). With ``N > 1``:
 - SCI, ERR and the variances are replaced by the core's oversampled images; for
   flux-density units (e.g. MJy) they are divided by ``N`` (variances by ``N**2``) so
   that flux is conserved; surface brightness (MJy/sr) is left as it is;
-- DQ is taken from the nearest native pixel; where the model filled a bad pixel,
-  DO_NOT_USE is cleared and FLUX_ESTIMATED set;
+- DQ is taken from the nearest native pixel; where the model filled a missing (NaN)
+  pixel, DO_NOT_USE is cleared and FLUX_ESTIMATED set. A finite pixel flagged
+  DO_NOT_USE (never in jwst's products; e.g. a DQ array all DO_NOT_USE) keeps its flag
+  and becomes NaN, with a warning; jwst's step re-flags it FLUX_ESTIMATED;
 - WAVELENGTH is evaluated from the WCS at the oversampled pixels; the region map
   (IFU models) is carried from the nearest native pixel;
 - the WCS gains a leading ``coordinates`` frame mapping oversampled pixels back to
@@ -15,7 +17,9 @@ left as they were (jwst's contract). With ``N > 1``:
 - PIXAR_SR and PIXAR_A2 are divided by ``N``;
 - per-pixel correction arrays that no longer match (area, bar shadow, flat, path
   loss, photom, zero frame) are dropped;
-- NaN and DO_NOT_USE are made consistent across SCI, ERR, variances and DQ.
+- NaN and DO_NOT_USE are made consistent across SCI, ERR, variances and DQ, except
+  that an ERR or variance array with no finite value where SCI is finite (errors
+  unknown) is left out, with a warning: SCI is kept, not blanked (jwst blanks it).
 """
 
 import logging
@@ -125,10 +129,14 @@ def apply_result(adapter, result):
     if n == 1:
         return 0
 
+    absent = _unknown_uncertainties(adapter)
+    _warn_finite_do_not_use(adapter)
     near = result.near_row
     dq_c = adapter.to_core(model.dq)[near, :].astype(np.uint32)
     flux_c = result.flux
-    estimated = result.estimated | (np.isfinite(flux_c) & ((dq_c & _DNU) > 0))
+    # FLUX_ESTIMATED only where the model filled a missing (NaN) input pixel; a finite
+    # pixel flagged DO_NOT_USE stays DO_NOT_USE (jwst re-flags it FLUX_ESTIMATED)
+    estimated = result.estimated
     dq_c[estimated] &= ~np.uint32(_DNU)
     dq_c[estimated] |= np.uint32(_EST)
 
@@ -155,5 +163,56 @@ def apply_result(adapter, result):
         if model.hasattr(name):
             setattr(model, name, None)
 
+    # NaN and DO_NOT_USE consistent across the arrays (jwst's convention), leaving out
+    # uncertainty arrays that hold no value at all: they would blank every pixel
+    saved = {name: getattr(model, name) for name in absent}
+    for name in absent:
+        setattr(model, name, None)
     match_nans_and_flags(model)
+    for name, arr in saved.items():
+        setattr(model, name, arr)
     return int(np.count_nonzero(estimated))
+
+
+def _unknown_uncertainties(adapter):
+    """
+    Names of ERR / VAR_* arrays with no finite value where SCI is finite.
+
+    Such an array carries no information (a file made without errors); NaN matching
+    would turn all of SCI into NaN. It is left out of the matching, with a warning:
+    SCI is kept, the array stays NaN.
+    """
+    model = adapter.model
+    data = np.asarray(model.data)
+    good = np.isfinite(data)
+    if not good.any():
+        return []
+    absent = []
+    for name in ("err", "var_poisson", "var_rnoise", "var_flat"):
+        arr = getattr(model, name, None) if model.hasattr(name) else None
+        if arr is None or np.shape(arr) != data.shape:
+            continue
+        if not np.isfinite(np.asarray(arr)[good]).any():
+            absent.append(name)
+    if absent:
+        log.warning(
+            "%s: %s hold no finite value where SCI does (uncertainties unknown); SCI is "
+            "kept and %s stay NaN, instead of NaN-matching blanking every pixel",
+            adapter.name, "/".join(n.upper() for n in absent), "/".join(absent),
+        )
+    return absent
+
+
+def _warn_finite_do_not_use(adapter):
+    """Warn about finite SCI pixels flagged DO_NOT_USE (jwst products have none)."""
+    model = adapter.model
+    dq = getattr(model, "dq", None)
+    if dq is None or np.shape(dq) != np.shape(model.data):
+        return
+    n = int(np.count_nonzero(np.isfinite(model.data) & ((np.asarray(dq) & _DNU) > 0)))
+    if n:
+        log.warning(
+            "%s: %d pixels flagged DO_NOT_USE hold finite SCI values; they stay DO_NOT_USE "
+            "(not FLUX_ESTIMATED) and become NaN in the oversampled image, as the flags say",
+            adapter.name, n,
+        )

@@ -1,0 +1,119 @@
+"""Clear messages for bad input files and a batch script without a main guard
+(issue 10, defect 6). Each message names the file and the problem; none is a deep
+stpipe, astropy or NumPy traceback. The input files are never changed.
+"""
+
+import hashlib
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from atm_step import AdaptiveTraceModelStep
+from atm_step.input_files import InputFileError
+
+PARAM_FILE = Path(__file__).resolve().parents[1] / "atm_step" / "params" / "crowded_field.asdf"
+
+
+@pytest.fixture
+def bad_inputs(tmp_path, mos_files):
+    """name -> (path, phrase the message must contain)."""
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    empty = folder / "empty_cal.fits"
+    empty.write_bytes(b"")
+    corrupt = folder / "corrupt_cal.fits"
+    corrupt.write_bytes(b"SIMPLE  =                    T" + b"\0" * 500)
+    truncated = folder / "truncated_cal.fits"
+    data = mos_files[0].read_bytes()
+    truncated.write_bytes(data[: len(data) // 2])
+    foreign = folder / "foreign_cal.fits"
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones((25, 341)), name="SCI")]
+                 ).writeto(foreign)  # fmt: skip
+    params = Path(shutil.copy(PARAM_FILE, folder))
+    return {
+        "empty": (empty, "the file is empty"),
+        "corrupt": (corrupt, "not a readable FITS file"),
+        "truncated": (truncated, "truncated FITS file"),
+        "non-JWST": (foreign, "not a JWST datamodel: this FITS file has no ASDF extension"),
+        "parameter-file": (params, "is a step parameter file"),
+    }
+
+
+def _digest(path):
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("kind", ["empty", "corrupt", "truncated", "non-JWST", "parameter-file"])
+def test_step_call_names_the_file_and_the_problem(bad_inputs, kind):
+    path, phrase = bad_inputs[kind]
+    before = _digest(path)
+    with pytest.raises(InputFileError) as info:
+        AdaptiveTraceModelStep.call(str(path), oversample=2)
+    message = str(info.value)
+    assert message.startswith(f"{path}: ") and phrase in message, message
+    assert _digest(path) == before
+
+
+@pytest.mark.parametrize("kind", ["truncated", "parameter-file"])
+def test_strun_names_the_file_and_the_problem(bad_inputs, kind, tmp_path):
+    path, phrase = bad_inputs[kind]
+    strun = str(Path(sys.executable).with_name("strun"))
+    proc = subprocess.run([strun, "atm", str(path), "--oversample=2"], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600, check=False)
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith(f"atm_step.input_files.InputFileError: {path}: "), proc.stderr[-2000:]
+    assert phrase in last
+
+
+def test_batch_row_names_the_file_and_the_problem(bad_inputs, tmp_path):
+    """The batch task (run in-process here) reports the same messages in its row."""
+    from atm_step.batch.task import Job, process_exposure
+
+    for kind in ("corrupt", "truncated", "non-JWST"):
+        path, phrase = bad_inputs[kind]
+        row = process_exposure(Job(input=str(path), output=str(tmp_path / f"{kind}_atm.fits")))
+        assert row.status == "failed" and row.error.startswith(f"{path}: "), row.error
+        assert phrase in row.error and row.traceback is None
+
+
+def test_oversample_none_from_python(mos_files):
+    with pytest.raises(ValueError, match=r"parameter oversample must be a finite number in "
+                                         r"\[1, 10\]; got None"):
+        AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=None)
+
+
+SCRIPT = """\
+from atm_step.batch import run
+
+{body}
+"""
+
+
+@pytest.mark.parametrize("guarded", [False, True], ids=["no-guard", "guard"])
+def test_batch_script_main_guard(mos_files, tmp_path, guarded):
+    """README's Python example, with and without `if __name__ == "__main__":`."""
+    pytest.importorskip("distributed")
+    call = (f"report = run([{str(mos_files[0])!r}], output_dir='out', workers=1, "
+            "progress=False)\nprint(report.table())")
+    body = ('if __name__ == "__main__":\n' + textwrap.indent(call, "    ")) if guarded else call
+    script = tmp_path / "my_batch.py"
+    script.write_text(SCRIPT.format(body=body))
+    proc = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300, check=False)
+    if guarded:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        assert " done " in proc.stdout
+        return
+    assert proc.returncode != 0
+    last = proc.stderr.strip().splitlines()
+    assert f"{script}, line 3: atm_step.batch.run() is called at the top level" in proc.stderr
+    assert 'if __name__ == "__main__":' in proc.stderr, last[-10:]
+    assert "Nanny failed to start" not in proc.stderr
+    assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.fits"))
