@@ -115,19 +115,30 @@ def _damaged_slice(seed=11, nx=300, rows=24):
     return np.where(inside, flux, np.nan), np.where(inside, alpha, np.nan), regions
 
 
-@pytest.mark.parametrize("order", ["ascending", "descending", "outside_in"])
-def test_kernels_match_the_numpy_reference_of_the_whole_column_recipe(order):
+@pytest.mark.parametrize(
+    "order, refine",
+    [
+        ("ascending", dict()),
+        ("descending", dict()),
+        ("outside_in", dict()),
+        ("ascending", dict(knot_factor=2.0, penalty=0.1, penalty_order=3)),
+        ("ascending", dict(knot_factor=2.0, penalty=None)),
+    ],
+)
+def test_kernels_match_the_numpy_reference_of_the_whole_column_recipe(order, refine):
     """Norms with the missing-flux correction, gap test and reuse, rejection, column
-    scale and the rescaling of damaged columns: compiled kernels vs NumPy/scipy."""
+    scale, the rescaling of damaged columns, refined knots with a fixed or a
+    GCV-chosen roughness penalty: compiled kernels vs NumPy/scipy."""
     from atm_step.core import trace_fit
     from atm_step.core.grid import nearest_native_row
     from atm_step.core.reference import reference_fit_region
 
     flux, alpha, regions = _damaged_slice()
-    params = FitParameters(nknots=46, window=25, column_order=order, min_good=5)
+    params = FitParameters(nknots=46, window=25, column_order=order, min_good=5, **refine)
     near = nearest_native_row(flux.shape[0], 1.0)
     fit = trace_fit.fit_regions(flux, alpha, regions, np.array([7]), alpha, near, params)
-    model, spline, counts = reference_fit_region(flux, alpha, regions, 7, params, 46, 5)
+    model, spline, counts, rel = reference_fit_region(flux, alpha, regions, 7, params, 46, 5)
+    assert fit.penalty[0] == pytest.approx(rel, rel=1e-12)
     assert tuple(fit.counts[0]) == counts
     # the gap test refused fits on the flat part, the rejection acted
     assert counts[0] < 250 and counts[2] > 100

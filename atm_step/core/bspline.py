@@ -16,7 +16,12 @@ Band storage: ``ata[i, d]`` holds element ``(i, i + d)`` of the normal matrix,
 import numba
 import numpy as np
 
-__all__ = ["fit_uniform_bspline", "evaluate_uniform_bspline", "n_coefficients"]
+__all__ = [
+    "fit_uniform_bspline",
+    "evaluate_uniform_bspline",
+    "n_coefficients",
+    "difference_penalty",
+]
 
 #: relative ridge added to the diagonal so that a coefficient with no data in its
 #: support (outside the sampled alpha range) stays finite; far below the 1e-6 level at
@@ -64,19 +69,58 @@ def accumulate(ata, aty, i, b, y, w):
             ata[i + p, q - p] += wp * b[q]
 
 
-@numba.njit(cache=True, nogil=True)
-def solve_banded(ata, aty, chol, coef):
+def difference_penalty(ncoef, order):
     """
-    Solve the banded normal equations by Cholesky factorisation.
+    Band of ``D^T D``, ``D`` the ``order``-th difference matrix of ``ncoef`` coefficients.
+
+    The roughness penalty of P-splines (Eilers & Marx 1996, Statistical Science 11,
+    89): ``lam * |D c|**2`` added to the least-squares objective. Its half-bandwidth
+    is ``order`` (at most 3 here), so it shares the band storage of the normal
+    equations.
+
+    Parameters
+    ----------
+    ncoef : int
+    order : int
+        1, 2 or 3.
+
+    Returns
+    -------
+    ndarray of float64, shape (ncoef, 4)
+        ``pen[i, d]`` = element ``(i, i + d)``.
+
+    Raises
+    ------
+    ValueError
+        If ``order`` is not 1, 2 or 3.
+    """
+    if order not in (1, 2, 3):
+        raise ValueError(f"penalty order must be 1, 2 or 3, not {order}")
+    dmat = np.diff(np.eye(ncoef), n=order, axis=0)
+    full = dmat.T @ dmat
+    pen = np.zeros((ncoef, 4))
+    for d in range(4):
+        pen[: ncoef - d, d] = np.diagonal(full, d)
+    return pen
+
+
+@numba.njit(cache=True, nogil=True)
+def solve_banded(ata, pen, lam, aty, chol, coef):
+    """
+    Solve banded (penalised) normal equations ``(ata + lam pen) c = aty`` by Cholesky.
 
     Parameters
     ----------
     ata : ndarray, shape (ncoef, 4)
         Band of the symmetric normal matrix (not modified).
+    pen : ndarray, shape (ncoef, 4)
+        Band of the penalty matrix (`difference_penalty`).
+    lam : float
+        Penalty weight (0: plain least squares).
     aty : ndarray, shape (ncoef,)
         Right-hand side.
     chol : ndarray, shape (ncoef, 4)
-        Work space for the factor.
+        Work space; holds the Cholesky factor afterwards (``chol[i, d] = L[i + d, i]``).
     coef : ndarray, shape (ncoef,)
         Solution, written in place.
 
@@ -95,7 +139,7 @@ def solve_banded(ata, aty, chol, coef):
     ridge = RIDGE * dmax
     # A = L L^T with L lower banded; chol[i, d] holds L[i + d, i]
     for j in range(n):
-        s = ata[j, 0] + ridge
+        s = ata[j, 0] + lam * pen[j, 0] + ridge
         for k in range(max(0, j - 3), j):
             v = chol[k, j - k]
             s -= v * v
@@ -108,7 +152,7 @@ def solve_banded(ata, aty, chol, coef):
             if i >= n:
                 chol[j, d] = 0.0
                 continue
-            s = ata[j, d]
+            s = ata[j, d] + lam * pen[j, d]
             for k in range(max(0, i - 3), j):
                 s -= chol[k, i - k] * chol[k, j - k]
             chol[j, d] = s / ljj
@@ -150,7 +194,7 @@ def _fit_points(alpha, values, weights, a0, h, nknots, coef):
         if np.isfinite(alpha[k]) and np.isfinite(values[k]) and weights[k] > 0:
             i = basis(alpha[k], a0, inv_h, nknots, b)
             accumulate(ata, aty, i, b, values[k], weights[k])
-    return solve_banded(ata, aty, chol, coef)
+    return solve_banded(ata, ata, 0.0, aty, chol, coef)
 
 
 @numba.njit(cache=True)

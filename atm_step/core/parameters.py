@@ -97,6 +97,10 @@ class Limit:
 #: - ``sigma_reject``, ``gap_ratio``, ``scale_sigma`` > 0 (large values switch the test off);
 #:   ``max_reject_fraction`` in [0, 1); counts (``window``, ``pad``, ``min_good``) >= 0;
 #:   ``max_iter``, ``scale_top`` >= 1.
+#: - ``knot_factor`` 1-4: finer knots than 4x the base count (~9 per row) add cost
+#:   without resolution the window's sampling can support; ``penalty`` >= 0 or None
+#:   (chosen by GCV); ``penalty_order`` 1-3 (the penalty must fit the band of the
+#:   normal equations, half-width 3).
 #: - ``fit_threshold`` and ``slope_limit`` may be any finite number (<= 0 means "fit
 #:   every region" / "use the spline everywhere"). NaN is refused everywhere: it would
 #:   silently switch a test off.
@@ -115,6 +119,9 @@ LIMITS = {
     "max_reject_fraction": Limit(0, 1, high_open=True),
     "scale_top": Limit(1, None, integer=True),
     "scale_sigma": Limit(0, None, low_open=True),
+    "knot_factor": Limit(1, 4),
+    "penalty": Limit(0, None, optional=True),
+    "penalty_order": Limit(1, 3, integer=True),
 }
 
 
@@ -182,6 +189,17 @@ class FitParameters:
         scale factor (paper: 5).
     scale_sigma : float
         Clip, in rms, of the scale-factor ratios around the seed mean (paper: 2).
+    knot_factor : float
+        The fit uses ``knot_factor`` times the knot intervals set by ``nknots`` /
+        ``knots_per_row``; the sampling-gap test keeps the unrefined interval as its
+        unit. With a roughness penalty, finer knots give a sharp profile the
+        resolution it needs without the fit falling apart where the sampling is thin.
+    penalty : float or None
+        Weight of the P-spline roughness penalty ``lam |D c|**2`` (Eilers & Marx
+        1996), relative to the window's points per coefficient. 0: plain least squares
+        (the paper). None: chosen per region by generalised cross-validation.
+    penalty_order : int
+        Order of the differences ``D`` in the penalty (1-3).
 
     Raises
     ------
@@ -214,6 +232,9 @@ class FitParameters:
     max_reject_fraction: float = 0.2
     scale_top: int = 5
     scale_sigma: float = 2.0
+    knot_factor: float = 1.0
+    penalty: float | None = 0.0
+    penalty_order: int = 2
 
     def __post_init__(self):
         if self.column_order not in COLUMN_ORDERS:

@@ -209,18 +209,100 @@ def _largest_gap(a, a0, binw, nfine):
     return (longest + 1) * binw if longest > 0 else 0.0
 
 
-def _least_squares(design, values, ridge_scale):
-    """Normal-equation solution with the kernel's relative ridge; None if singular.
-    ``design`` is a sparse (CSR) B-spline design matrix."""
+def difference_matrix(ncoef, order):
+    """The ``order``-th difference matrix ``D``, shape (ncoef - order, ncoef)."""
+    return np.diff(np.eye(ncoef), n=order, axis=0)
+
+
+def _least_squares(design, values, ridge_scale, lam=0.0, order=2, hat_trace=False):
+    """
+    Penalised normal-equation solution ``(B^T B + lam D^T D + ridge) c = B^T v`` with
+    the kernel's relative ridge; None if singular. ``design`` is a sparse (CSR)
+    B-spline design matrix. With ``hat_trace`` also returns ``trace(M^-1 B^T B)``,
+    the effective number of parameters.
+    """
     ata = (design.T @ design).toarray()
     dmax = np.max(np.diag(ata))
     if not dmax > 0:
-        return None
-    ata[np.diag_indices_from(ata)] += ridge_scale * dmax
+        return (None, np.nan) if hat_trace else None
+    dmat = difference_matrix(ata.shape[0], order)
+    mat = ata + lam * dmat.T @ dmat
+    mat[np.diag_indices_from(mat)] += ridge_scale * dmax
     try:
-        return scipy.linalg.solve(ata, design.T @ values, assume_a="pos")
+        coef = scipy.linalg.solve(mat, design.T @ values, assume_a="pos")
     except (np.linalg.LinAlgError, scipy.linalg.LinAlgError):
-        return None
+        return (None, np.nan) if hat_trace else None
+    if hat_trace:
+        return coef, float(np.trace(scipy.linalg.solve(mat, ata, assume_a="pos")))
+    return coef
+
+
+def _robust(design, v, params, lam, ridge):
+    """Fit with iterative rejection (restarted from nothing): coefficients (None if
+    the first fit fails) and the mask of kept points."""
+    keep = np.ones(v.size, bool)
+    order = params.penalty_order
+    coef = _least_squares(design, v, ridge, lam, order)
+    for _ in range(params.max_iter - 1):
+        if coef is None:
+            break
+        resid = v[keep] - design[keep] @ coef
+        limit = params.sigma_reject * np.std(resid)
+        out = keep.copy()
+        out[keep] = np.abs(resid) > limit
+        if not out.any() or (~keep).sum() + out.sum() > params.max_reject_fraction * v.size:
+            break
+        keep &= ~out
+        trial = _least_squares(design[keep], v[keep], ridge, lam, order)
+        if trial is None:
+            break
+        coef = trial
+    return coef, keep
+
+
+def reference_choose_penalty(norm_img, alpha, norm, ngood, params, knots, min_good, gap_h,
+                             scale):  # fmt: skip
+    """
+    Relative penalty weight by generalised cross-validation (see
+    `trace_fit._choose_penalty`): in each of ``GCV_WINDOWS`` stretches of columns the
+    window of the column with the largest norm is fitted (with rejection) for each
+    weight of ``GCV_LOG_GRID``; ``GCV = n RSS / (n - trace H)**2`` picks one per
+    stretch, and the median over stretches is returned.
+    """
+    from atm_step.core.bspline import RIDGE
+    from atm_step.core.trace_fit import (
+        FINE_BINS_PER_KNOT, GCV_FALLBACK, GCV_LOG_GRID, GCV_WINDOWS,
+    )  # fmt: skip
+
+    nx = norm_img.shape[1]
+    nknots = knots.size - 7
+    a0 = knots[3]
+    binw = (knots[-4] - a0) / nknots / FINE_BINS_PER_KNOT
+    chosen = []
+    for q in range(GCV_WINDOWS):
+        cols = np.arange(q * nx // GCV_WINDOWS, (q + 1) * nx // GCV_WINDOWS)
+        cols = cols[(ngood[cols] > min_good) & (norm[cols] > 0)]
+        if cols.size == 0:
+            continue
+        c = cols[np.argmax(norm[cols])]
+        _, _, a, v = _window_points(norm_img, alpha, c, params.window)
+        if a.size <= nknots + 3 or _largest_gap(a, a0, binw, nknots * FINE_BINS_PER_KNOT + 1) > params.gap_ratio * gap_h:
+            continue
+        design = BSpline.design_matrix(a, knots, 3).tocsr()
+        scores = []
+        for g in GCV_LOG_GRID:
+            lam = 10.0**g * scale
+            coef, keep = _robust(design, v, params, lam, RIDGE)
+            if coef is None:
+                scores.append(np.inf)
+                continue
+            coef, edf = _least_squares(design[keep], v[keep], RIDGE, lam, params.penalty_order, True)
+            rss = np.sum((v[keep] - design[keep] @ coef) ** 2)
+            n = keep.sum()
+            scores.append(n * rss / (n - edf) ** 2 if n > edf else np.inf)
+        if np.isfinite(np.min(scores)):
+            chosen.append(GCV_LOG_GRID[int(np.argmin(scores))])
+    return 10.0 ** np.median(chosen) if chosen else GCV_FALLBACK
 
 
 def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
@@ -242,6 +324,7 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
     rid : int
     params : FitParameters
     nknots, min_good : int
+        Base knot intervals (refined by ``params.knot_factor``) and ``min_good``.
 
     Returns
     -------
@@ -251,14 +334,17 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
         Scaled model.
     counts : tuple of int
         Columns fitted, columns reusing a previous fit, rejections.
+    penalty : float
+        The relative penalty weight used.
     """
     from atm_step.core.bspline import RIDGE
     from atm_step.core.trace_fit import FINE_BINS_PER_KNOT, MAX_MISSING_FLUX
 
     geom = region_geometry(regions, alpha, np.array([rid]))
     a0, a1 = float(geom.alpha_min[0]), float(geom.alpha_max[0])
-    h = (a1 - a0) / nknots
-    binw = h / FINE_BINS_PER_KNOT
+    gap_h = (a1 - a0) / nknots  # the gap test's unit: the unrefined knot interval
+    nknots = max(int(round(params.knot_factor * nknots)), 1)
+    binw = (a1 - a0) / nknots / FINE_BINS_PER_KNOT
     nfine = nknots * FINE_BINS_PER_KNOT + 1
     knots = uniform_knot_vector(a0, a1, nknots)
     ny, nx = flux.shape
@@ -268,6 +354,14 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
     inside = (regions == rid) & np.isfinite(alpha)
     with np.errstate(invalid="ignore", divide="ignore"):
         norm_img = np.where(inside & np.isfinite(flux) & (norm > 0)[None, :], flux / norm, np.nan)
+    # penalty weights are relative to the window's points per coefficient
+    scale = np.isfinite(norm_img).sum() / nx * (2 * params.window + 1) / (nknots + 3)
+    if params.penalty is None:
+        rel = reference_choose_penalty(norm_img, alpha, norm, ngood, params, knots, min_good,
+                                       gap_h, scale)  # fmt: skip
+    else:
+        rel = params.penalty
+    lam = rel * scale
     model = np.full(flux.shape, np.nan)
     spline = np.full(flux.shape, np.nan)
     scales = np.full(nx, np.nan)
@@ -285,24 +379,9 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
                 continue
             cols, rows, a, v = _window_points(norm_img, alpha, c, params.window)
             coef = None
-            if a.size > nknots + 3 and _largest_gap(a, a0, binw, nfine) <= params.gap_ratio * h:
+            if a.size > nknots + 3 and _largest_gap(a, a0, binw, nfine) <= params.gap_ratio * gap_h:
                 design = BSpline.design_matrix(a, knots, 3).tocsr()
-                keep = np.ones(a.size, bool)
-                coef = _least_squares(design, v, RIDGE)
-                for _ in range(params.max_iter - 1):
-                    if coef is None:
-                        break
-                    resid = v[keep] - design[keep] @ coef
-                    limit = params.sigma_reject * np.std(resid)
-                    out = keep.copy()
-                    out[keep] = np.abs(resid) > limit
-                    if not out.any() or (~keep).sum() + out.sum() > params.max_reject_fraction * a.size:
-                        break
-                    keep &= ~out
-                    trial = _least_squares(design[keep], v[keep], RIDGE)
-                    if trial is None:
-                        break
-                    coef = trial
+                coef, keep = _robust(design, v, params, lam, RIDGE)
                 if coef is not None:
                     n_fit += 1
                     n_rej += int((~keep).sum())
@@ -328,4 +407,4 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
             continue
         new = np.interp(c, left + right, scales[left + right])
         spline[:, c] *= new / scales[c]
-    return model, spline, (n_fit, n_reuse, n_rej)
+    return model, spline, (n_fit, n_reuse, n_rej), rel

@@ -54,7 +54,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from atm_step.core.bspline import accumulate, basis, evaluate, solve_banded
+from atm_step.core.bspline import accumulate, basis, difference_penalty, evaluate, solve_banded
 from atm_step.core.stats import RegionGeometry, region_geometry
 
 __all__ = ["TraceFit", "RegionSetup", "fit_regions", "column_scale", "column_norms"]
@@ -84,7 +84,10 @@ class RegionSetup(NamedTuple):
     j1: int
     a0: float  #: alpha range of the region = the knot range
     a1: float
-    nknots: int
+    nknots: int  #: knot intervals of the fit
+    gap_h: float  #: the sampling-gap test's unit (alpha), ``(a1 - a0) / params.nknots``
+    penalty: float  #: relative roughness-penalty weight; < 0: chosen by GCV
+    penalty_order: int
     min_good: int
     window: int
     sigma: float
@@ -98,11 +101,16 @@ class RegionSetup(NamedTuple):
 
 
 def region_setup(geom, k, nknots, min_good, j0, j1, params, shared):
-    """The `RegionSetup` of fitted region ``k`` of ``geom`` (plain Python scalars)."""
+    """The `RegionSetup` of fitted region ``k`` of ``geom`` (plain Python scalars);
+    ``nknots`` is the base knot count, refined by ``params.knot_factor``."""
+    a0, a1 = float(geom.alpha_min[k]), float(geom.alpha_max[k])
     return RegionSetup(
         rid=int(geom.ids[k]), row0=int(geom.row0[k]), row1=int(geom.row1[k]),
-        j0=int(j0), j1=int(j1), a0=float(geom.alpha_min[k]), a1=float(geom.alpha_max[k]),
-        nknots=int(nknots), min_good=int(min_good), window=int(params.window),
+        j0=int(j0), j1=int(j1), a0=a0, a1=a1,
+        nknots=max(int(round(params.knot_factor * nknots)), 1), gap_h=(a1 - a0) / int(nknots),
+        penalty=-1.0 if params.penalty is None else float(params.penalty),
+        penalty_order=int(params.penalty_order),
+        min_good=int(min_good), window=int(params.window),
         sigma=float(params.sigma_reject), max_iter=int(params.max_iter),
         gap_ratio=float(params.gap_ratio), order_code=ORDER_CODES[params.column_order],
         max_reject_fraction=float(params.max_reject_fraction),
@@ -420,7 +428,7 @@ def _sampled_range(occ, clo, chi, wl, wr, a0, binw):
 @numba.njit(cache=True, nogil=True)
 def _residual_spread(ata, aty, sums, coef):
     """
-    Number, mean and rms of the fit residuals of the points in normal equations
+    Number, mean, rms and sum of squares of the fit residuals of the points in normal equations
     ``ata, aty`` with point sums ``sums = (n, sum v, sum v**2)``, without visiting
     the points: with ``u = A^T A c``, ``sum (v - f)**2 = sum v**2 - 2 c.A^T v + c.u``
     and, because the four B-spline values at any point sum to one (``A 1 = 1``),
@@ -441,18 +449,18 @@ def _residual_spread(ata, aty, sums, coef):
         cau += coef[i] * u
         cay += coef[i] * aty[i]
     npts = sums[0]
+    ss = max(sums[2] - 2.0 * cay + cau, 0.0)
     if npts < 1:
-        return npts, 0.0, 0.0
+        return npts, 0.0, 0.0, ss
     mean = (sums[1] - sf) / npts
-    ss = sums[2] - 2.0 * cay + cau
-    return npts, mean, np.sqrt(max(ss / npts - mean * mean, 0.0))
+    return npts, mean, np.sqrt(max(ss / npts - mean * mean, 0.0)), ss
 
 
 @numba.njit(cache=True, nogil=True)
 def _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all, sums_all,
-                ata, aty, sums, chol, coef, trial, cand, cfg):  # fmt: skip
+                ata, aty, sums, pen, lam, chol, coef, trial, cand, cfg):  # fmt: skip
     """
-    Fit of column ``c``: the window's equations, then up to ``max_iter - 1`` passes
+    Fit of column ``c``: the window's equations (penalised by ``lam pen``), then up to ``max_iter - 1`` passes
     that reject points beyond ``sigma`` rms (rms from the sums, one sweep over the
     window's points per pass to find the outliers, a rank-one downdate of a copy of
     the equations per rejected point). Rejections are marked ``rej = c``.
@@ -462,12 +470,12 @@ def _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all, sums_all,
     ata[:, :] = ata_all
     aty[:] = aty_all
     sums[:] = sums_all
-    if not solve_banded(ata, aty, chol, coef):
+    if not solve_banded(ata, pen, lam, aty, chol, coef):
         return False, 0
     nr = bidx.shape[1]
     nrej = 0
     for _ in range(cfg.max_iter - 1):
-        nkept, _mean, rms = _residual_spread(ata, aty, sums, coef)
+        nkept, _mean, rms, _ss = _residual_spread(ata, aty, sums, coef)
         if nkept < 2:
             break
         limit = cfg.sigma * rms
@@ -496,10 +504,112 @@ def _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all, sums_all,
             sums[2] -= y * y
             rej[x, rr] = c
         nrej += nnew
-        if not solve_banded(ata, aty, chol, trial):
+        if not solve_banded(ata, pen, lam, aty, chol, trial):
             break  # keep the last good fit
         coef[:] = trial
     return True, nrej
+
+
+
+#: Relative penalty weights tried by generalised cross-validation (log10 grid), and the
+#: weight used when no window of a region can be fitted to choose one.
+GCV_LOG_GRID = np.arange(-6.0, 2.01, 0.5)
+GCV_FALLBACK = 1e-2
+#: Windows per region on which the penalty weight is chosen.
+GCV_WINDOWS = 5
+
+
+@numba.njit(cache=True, nogil=True)
+def _penalty_trace(chol, order, z):
+    """
+    ``trace(M^-1 D^T D)`` for ``M = L L^T`` factored in ``chol`` and ``D`` the
+    ``order``-th difference matrix: the squared Frobenius norm of ``L^-1 D^T``, one
+    banded forward substitution per row of ``D`` (``z``: work, size ncoef).
+    """
+    n = chol.shape[0]
+    total = 0.0
+    for r in range(n - order):
+        z[:] = 0.0
+        # row r of D: binomial coefficients with alternating signs at r .. r + order
+        coeff = 1.0
+        for q in range(order + 1):
+            z[r + q] = coeff if (order - q) % 2 == 0 else -coeff
+            coeff = coeff * (order - q) / (q + 1)
+        for i in range(r, n):
+            acc = z[i]
+            for k in range(max(r, i - 3), i):
+                acc -= chol[k, i - k] * z[k]
+            z[i] = acc / chol[i, 0]
+            total += z[i] * z[i]
+    return total
+
+
+@numba.njit(cache=True, nogil=True)
+def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, rej, occ, ata_all, aty_all,
+                    sums_all, ata, aty, sums, pen, scale, chol, coef, trial, cand, z, cfg):  # fmt: skip
+    """
+    Relative roughness-penalty weight of a region by generalised cross-validation.
+
+    In each of `GCV_WINDOWS` stretches of columns the window of the column with the
+    largest norm (the best-exposed profile) is fitted, with rejection, for every
+    weight of `GCV_LOG_GRID`; the weight minimising ``GCV = n RSS / (n - tr H)**2``
+    (Craven & Wahba 1979; ``tr H = ncoef - lam tr(M^-1 D^T D)``, the effective number
+    of parameters) is kept, and the region uses the median over the stretches. A
+    sharp, well-sampled, bright profile gets a small weight (resolution); a faint or
+    noisy one a large weight (smoothness). Returns the relative weight.
+    """
+    nx = v.shape[0]
+    ncoef = ata.shape[0]
+    binw = (cfg.a1 - cfg.a0) / cfg.nknots / FINE_BINS_PER_KNOT
+    ngrid = GCV_LOG_GRID.shape[0]
+    chosen = np.empty(GCV_WINDOWS)
+    nchosen = 0
+    for q in range(GCV_WINDOWS):
+        best_c = -1
+        for c in range(q * nx // GCV_WINDOWS, (q + 1) * nx // GCV_WINDOWS):
+            if ngood[c] > cfg.min_good and norm[c] > 0 and (best_c < 0 or norm[c] > norm[best_c]):
+                best_c = c
+        if best_c < 0:
+            continue
+        wl, wr, _ = _move_window(best_c, cfg.window, -1, -2, 0, bidx, bval, fbin, v, occ,
+                                 ata_all, aty_all, sums_all)  # fmt: skip
+        lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, cfg.a0, binw)
+        if gap > cfg.gap_ratio * cfg.gap_h or npts <= ncoef:
+            continue
+        best = np.inf
+        best_g = 0.0
+        for gi in range(ngrid):
+            lam = 10.0 ** GCV_LOG_GRID[gi] * scale
+            marker = nx + (q * ngrid + gi)  # never a column index: rejections stay local
+            fitted, _ = _robust_fit(marker, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all,
+                                    sums_all, ata, aty, sums, pen, lam, chol, coef, trial,
+                                    cand, cfg)  # fmt: skip
+            if not fitted or not solve_banded(ata, pen, lam, aty, chol, coef):
+                continue
+            nkept, _mean, _rms, rss = _residual_spread(ata, aty, sums, coef)
+            edf = ncoef - lam * _penalty_trace(chol, cfg.penalty_order, z)
+            if nkept <= edf:
+                continue
+            gcv = nkept * rss / (nkept - edf) ** 2
+            if gcv < best:
+                best = gcv
+                best_g = GCV_LOG_GRID[gi]
+        if np.isfinite(best):
+            chosen[nchosen] = best_g
+            nchosen += 1
+    if nchosen == 0:
+        return GCV_FALLBACK
+    # median of the chosen log weights (insertion sort: a handful of values)
+    for k in range(1, nchosen):
+        g = chosen[k]
+        pos = k
+        while pos > 0 and chosen[pos - 1] > g:
+            chosen[pos] = chosen[pos - 1]
+            pos -= 1
+        chosen[pos] = g
+    half = nchosen // 2
+    mid = chosen[half] if nchosen % 2 == 1 else 0.5 * (chosen[half - 1] + chosen[half])
+    return 10.0**mid
 
 
 @numba.njit(cache=True, nogil=True)
@@ -548,11 +658,14 @@ def _sweep_bounds(order_code, sweep, nx):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fit_region(flux, alpha, regions, alpha_os, near, cfg, out_native, out_norm, out_os, counts):
+def _fit_region(flux, alpha, regions, alpha_os, near, cfg, pen, out_native, out_norm, out_os,
+                counts, penalty):  # fmt: skip
     """
     Spline model of every column of one region (see the module docstring): the
     driver of the one-idea kernels above. Writes the region's pixels of the output
-    arrays and ``counts = (columns fitted, columns reusing a fit, rejections)``.
+    arrays, ``counts = (columns fitted, columns reusing a fit, rejections)`` and
+    ``penalty[0]``, the relative penalty weight used. ``pen``: the band of the
+    penalty matrix (`difference_penalty`).
     """
     nx = flux.shape[1]
     nr = cfg.row1 - cfg.row0 + 1
@@ -578,6 +691,22 @@ def _fit_region(flux, alpha, regions, alpha_os, near, cfg, out_native, out_norm,
     cand = np.empty((2 * cfg.window + 1) * nr, dtype=np.int64)
     col_scale = np.full(nx, np.nan)
     b = np.empty(4)
+    z = np.empty(ncoef)
+    # penalty weights are relative to the window's points per coefficient, so that one
+    # value means the same smoothing for any slice length, window and knot count
+    nfitted = 0
+    for x in range(nx):
+        for rr in range(nr):
+            if bidx[x, rr] >= 0:
+                nfitted += 1
+    scale = nfitted / nx * (2 * cfg.window + 1) / ncoef
+    rel = cfg.penalty
+    if rel < 0:
+        rel = _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, rej, occ, ata_all,
+                              aty_all, sums_all, ata, aty, sums, pen, scale, chol, coef,
+                              trial, cand, z, cfg)  # fmt: skip
+    penalty[0] = rel
+    lam = rel * scale
     seed = np.empty((2, cfg.scale_top))
     col_d = np.empty(nr)
     col_m = np.empty(nr)
@@ -598,10 +727,10 @@ def _fit_region(flux, alpha, regions, alpha_os, near, cfg, out_native, out_norm,
             lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, cfg.a0, binw)
             fitted = False
             nrej = 0
-            if gap <= cfg.gap_ratio * h and npts > ncoef:
+            if gap <= cfg.gap_ratio * cfg.gap_h and npts > ncoef:
                 fitted, nrej = _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all,
-                                           aty_all, sums_all, ata, aty, sums, chol, coef,
-                                           trial, cand, cfg)  # fmt: skip
+                                           aty_all, sums_all, ata, aty, sums, pen, lam, chol,
+                                           coef, trial, cand, cfg)  # fmt: skip
             if fitted:
                 n_fit += 1
                 n_rej += nrej
@@ -645,6 +774,9 @@ class TraceFit:
         Knot intervals used per fitted region.
     counts : ndarray of int64, shape (nreg, 3)
         Per fitted region: columns fitted, columns reusing a previous fit, rejections.
+    penalty : ndarray of float64, shape (nreg,)
+        Per fitted region: the relative roughness-penalty weight used (chosen by GCV
+        when ``FitParameters.penalty`` is None).
     """
 
     spline_native: np.ndarray
@@ -653,6 +785,7 @@ class TraceFit:
     geometry: RegionGeometry
     nknots: np.ndarray
     counts: np.ndarray
+    penalty: np.ndarray
 
     def per_region_counts(self, all_ids):
         """Diagnostics aligned to ``all_ids`` (zeros for regions not fitted)."""
@@ -723,7 +856,7 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
     geom = region_geometry(regions, alpha, ids)
     if ids.size == 0:
         return TraceFit(spline_native, model_native, spline_os, geom,
-                        np.zeros(0, np.int64), np.zeros((0, 3), np.int64))
+                        np.zeros(0, np.int64), np.zeros((0, 3), np.int64), np.zeros(0))
 
     # a spline along the slice needs alpha to change along it: alpha constant, NaN, or
     # changing only across columns (no step between vertical neighbours) gives none
@@ -779,12 +912,14 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
         region_setup(geom, k, nknots[k], min_good[k], j0[k], j1[k], params, same_grid)
         for k in range(ids.size)
     ]
+    penalty = np.zeros(ids.size)
 
     def fit_one(k):
         # the compiled kernel releases the GIL, so regions run in parallel threads;
         # each writes only its own region's pixels
-        _fit_region(flux, alpha_c, regions, alpha_os_c, near, setups[k], spline_native,
-                    model_native, spline_os, counts[k])  # fmt: skip
+        pen = difference_penalty(setups[k].nknots + 3, setups[k].penalty_order)
+        _fit_region(flux, alpha_c, regions, alpha_os_c, near, setups[k], pen, spline_native,
+                    model_native, spline_os, counts[k], penalty[k : k + 1])  # fmt: skip
 
     threads = numba.get_num_threads()
     if threads == 1 or ids.size == 1:
@@ -798,4 +933,5 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
             "Region %d: %d columns fitted, %d reused a previous fit, %d rejections",
             rid, *counts[k],
         )
-    return TraceFit(spline_native, model_native, spline_os, geom, nknots, counts)
+    return TraceFit(spline_native, model_native, spline_os, geom,
+                    np.array([s.nknots for s in setups], dtype=np.int64), counts, penalty)
