@@ -286,7 +286,7 @@ def adaptive_trace_model(
     with trace_fit.compiled_threads(maximum_cores):
         result = _model_image(
             flux, alpha, regions, err, variances, float(oversample), fit_threshold,
-            slope_limit, pad, psf_optimal, alpha_os, channel_groups, params,
+            slope_limit, pad, psf_optimal, alpha_os, channel_groups, params, original_ids,
         )  # fmt: skip
     if original_ids is not None:
         result.region_ids = original_ids[result.region_ids]
@@ -331,9 +331,10 @@ def _compact_ids(regions, channel_groups):
 
 def _model_image(
     flux, alpha, regions, err, variances, oversample, fit_threshold, slope_limit, pad,
-    psf_optimal, alpha_os, channel_groups, params,
+    psf_optimal, alpha_os, channel_groups, params, labels=None,
 ):  # fmt: skip
-    """The body of `adaptive_trace_model`, on checked inputs."""
+    """The body of `adaptive_trace_model`, on checked inputs; ``labels`` maps renumbered
+    region ids to the caller's, for messages."""
     flux_in = flux
     flux = np.asarray(flux, dtype=np.float64)
     alpha = np.where(np.asarray(regions) > 0, np.asarray(alpha, dtype=np.float64), np.nan)
@@ -365,7 +366,8 @@ def _model_image(
         alpha_os = np.asarray(alpha_os, dtype=np.float64)
 
     # II.3: spline model of every region over threshold, at native and oversampled rows
-    fit = trace_fit.fit_regions(work, alpha, regions, region_ids[to_fit], alpha_os, near, params)
+    fit = trace_fit.fit_regions(work, alpha, regions, region_ids[to_fit], alpha_os, near, params,
+                                labels=labels)
     # regions whose geometry cannot carry a spline (see fit_regions) are not fitted
     to_fit &= np.isin(region_ids, fit.geometry.ids)
 

@@ -10,6 +10,13 @@ from astropy.utils.exceptions import AstropyUserWarning
 
 __all__ = ["ImageStatistics", "image_statistics", "regions_over_threshold", "region_geometry"]
 
+#: A region's alpha range, in native alpha steps, is taken to span at most this many
+#: times the detector rows the region covers. Real slices and slits span about their
+#: row count (a tilted trace covers more rows, not fewer); only degenerate alpha (nearly
+#: constant along the slice while changing across columns) goes beyond, and would
+#: otherwise ask for millions of knots or histogram bins.
+MAX_ROWS_PER_SPAN = 4
+
 
 @dataclass
 class ImageStatistics:
@@ -215,9 +222,9 @@ def regions_over_threshold(flux, alpha, regions, ids, stats, fit_threshold, offs
         if not np.isfinite(width) or width <= 0:
             continue
         step = geom.dalpha[k] / 2.0
-        # bins of half a native row, at most two per row the region spans
+        # bins of half a native row; degenerate alpha is capped (MAX_ROWS_PER_SPAN)
         span = geom.row1[k] - geom.row0[k] + 1
-        nbins = int(min(np.ceil(width / step), 2 * span)) + 1
+        nbins = int(min(np.ceil(width / step), 2 * MAX_ROWS_PER_SPAN * span)) + 1
         step = max(step, width / (nbins - 1)) if nbins > 1 else step
         peak = _binned_median_peak(
             flux[rows][sel], alpha[rows][sel], geom.alpha_min[k], step, nbins

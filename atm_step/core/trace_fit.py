@@ -55,7 +55,7 @@ import numba
 import numpy as np
 
 from atm_step.core.bspline import accumulate, basis, difference_penalty, evaluate, solve_banded
-from atm_step.core.stats import RegionGeometry, region_geometry
+from atm_step.core.stats import MAX_ROWS_PER_SPAN, RegionGeometry, region_geometry
 
 __all__ = ["TraceFit", "RegionSetup", "fit_regions", "column_scale", "column_norms"]
 
@@ -797,6 +797,11 @@ class TraceFit:
         return out
 
 
+def _shown(ids, labels):
+    """Region ids as the caller knows them, for messages."""
+    return (ids if labels is None else np.asarray(labels)[ids]).tolist()
+
+
 @contextmanager
 def compiled_threads(maximum_cores):
     """
@@ -821,7 +826,7 @@ def compiled_threads(maximum_cores):
         numba.set_num_threads(before)
 
 
-def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
+def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None):
     """
     Fit the spline model of every column of the given regions (paper II.3).
 
@@ -841,6 +846,9 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
         Nearest native row of each oversampled row (non-decreasing).
     params : FitParameters
         Fit tuning.
+    labels : ndarray of int64, optional
+        Region id shown in messages for each id of ``regions`` (the caller's ids when
+        it renumbered them); default the ids themselves.
 
     Returns
     -------
@@ -868,21 +876,21 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params):
         log.warning(
             "Regions %s: alpha does not change along the slice (constant, NaN, or changing "
             "only along the dispersion axis); no spline model fitted there",
-            ids[~usable].tolist(),
+            _shown(ids[~usable], labels),
         )
         ids = ids[usable]
         geom = region_geometry(regions, alpha, ids)
-    # alpha range in native rows; a region cannot hold more independent rows than it
-    # spans (alpha that barely changes along the slice would otherwise ask for millions
-    # of knots)
-    span = (geom.row1 - geom.row0 + 1).astype(np.float64)
+    # alpha range in native rows, capped at MAX_ROWS_PER_SPAN times the rows the region
+    # covers (alpha that barely changes along the slice would otherwise ask for millions
+    # of knots; real slices are far below the cap)
+    span = MAX_ROWS_PER_SPAN * (geom.row1 - geom.row0 + 1).astype(np.float64)
     n_rows = (geom.alpha_max - geom.alpha_min) / geom.dalpha
     clamped = n_rows > span
     if clamped.any():
         log.warning(
             "Regions %s: alpha changes far less between rows than across the region; "
-            "knots and bins sized from the rows the region spans",
-            ids[clamped].tolist(),
+            "knots and bins sized from the rows the region spans (x%d)",
+            _shown(ids[clamped], labels), MAX_ROWS_PER_SPAN,
         )
         n_rows = np.where(clamped, span, n_rows)
         # the native step per row used downstream (bins of the compact-source band)
