@@ -11,6 +11,7 @@ import subprocess
 import sys
 import textwrap
 
+import numpy as np
 import pytest
 
 #: name -> (code building the call's keyword arguments, expected outcome)
@@ -137,3 +138,28 @@ def test_degenerate_geometry_no_crash_clear_error(outcomes, case):
     if case == "sparse_region_ids":
         assert rec["region_ids"] == [7, 2**40] and rec["fitted"] == [True, True], rec
         assert rec["shape"] == [40, 40], rec
+
+
+def test_zero_width_slit_in_a_multislit_model_is_refused_clearly(mos_files, caplog):
+    """At the step: a slit with no pixels is named in a clear refusal, no deep error."""
+    import logging
+
+    from stdatamodels.jwst import datamodels
+
+    from atm_step import AdaptiveTraceModelStep
+
+    nod = datamodels.open(str(mos_files[0]))
+    multi = datamodels.MultiSlitModel()
+    multi.update(nod)
+    multi.meta.filename = "mos_empty_slit_cal.fits"
+    multi.slits.append(nod.copy())
+    empty = datamodels.SlitModel(data=np.zeros((25, 0), dtype=np.float32))
+    empty.name = "S200A2"
+    empty.meta.wcs = nod.meta.wcs
+    multi.slits.append(empty)
+    with caplog.at_level(logging.ERROR, logger="atm_step"):
+        result = AdaptiveTraceModelStep.call(multi, oversample=2)
+    assert result.meta.cal_step.adaptive_trace_model == "FAILED"
+    assert "mos_empty_slit_cal.fits: slit S200A2 holds no pixels (data shape (25, 0))" in (
+        caplog.text
+    )

@@ -78,6 +78,8 @@ def test_multislit_units_per_slit(mos_files, tmp_path, reference, pixel_area, to
     alone = AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=n)
     np.testing.assert_array_equal(ours.slits[0].data, alone.data)
 
+    if top_unit is not None:
+        return  # jwst's step is compared once, on photom's own layout (it takes ~30 s)
     # jwst's own step reads each slit's unit; where both use the linear model, the same
     theirs = JwstATM.call(str(path), oversample=n, skip=False)
     for slit_theirs, slit_ours in zip(theirs.slits, ours.slits, strict=True):

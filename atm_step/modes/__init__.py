@@ -16,6 +16,8 @@ MultiSlitModel              NIRSpec FS, MOS                       one `NIRSpecSl
 Everything else raises `UnsupportedModelError` with the reason.
 """
 
+import numpy as np
+
 from atm_step.modes.base import CoreInputs, ModeAdapter, UnsupportedModelError
 from atm_step.modes.miri_lrs import LRS_EXP_TYPES
 
@@ -95,6 +97,11 @@ def check_model(model, oversample):
         units = [(model, model)]
     for unit, _ in units:
         label = getattr(unit, "name", None) or name
+        if unit.data is not None and np.size(unit.data) == 0:
+            raise UnsupportedModelError(
+                f"{name}: {'slit ' + str(label) if unit is not model else 'the model'} holds "
+                f"no pixels (data shape {np.shape(unit.data)}); nothing to model"
+            )
         if not _has_wcs(unit):
             raise UnsupportedModelError(
                 f"{name}: {'slit ' + str(label) + ' has' if unit is not model else 'model has'}"
