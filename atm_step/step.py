@@ -1,5 +1,6 @@
 """The stpipe Step: a drop-in replacement for jwst's ``adaptive_trace_model`` step."""
 
+import copy
 import logging
 import os
 import time
@@ -164,7 +165,7 @@ class AdaptiveTraceModelStep(Step):
         Returns
         -------
         IFUImageModel, SlitModel, MultiSlitModel or ModelContainer
-            A copy of the input (the input is never modified), updated with a
+            A new model for each input model (the input is never modified) with a
             ``trace_model`` image and, for ``oversample > 1``, oversampled arrays and
             WCS. ``meta.cal_step.adaptive_trace_model`` is 'COMPLETE' or 'FAILED'.
 
@@ -179,14 +180,23 @@ class AdaptiveTraceModelStep(Step):
         self.check_parameters()
         if isinstance(input_data, (str, os.PathLike)) and not str(input_data).endswith(".json"):
             check_input_file(input_data)  # one clear message for a bad file
-        output = self.prepare_output(input_data)
-        models = output if isinstance(output, ModelContainer) else [output]
+        # no copy of the input: each output model is built anew from it (see
+        # `atm_step.modes.writeback.new_output_model`), so the caller's model is
+        # never modified
+        source = self.prepare_output(input_data, make_copy=False)
         #: one dict per processed model: file, mode, oversample, regions, fitted,
         #: from_model, estimated, seconds (read by the batch runner's report)
         self.summaries = []
-        self.add_asn_id_to_output_name(models)
-        for model in models:
-            self._process_model(model)
+        self.add_asn_id_to_output_name(source)
+        if not isinstance(source, ModelContainer):
+            return self._process_model(source)
+        output = ModelContainer()
+        for model in source:
+            output.append(self._process_model(model))
+        for attr in ("asn_exptypes", "asn_table"):
+            setattr(output, attr, copy.deepcopy(getattr(source, attr, None)))
+        for attr in ("asn_n_members", "asn_table_name", "asn_pool_name", "asn_file_path"):
+            setattr(output, attr, getattr(source, attr, None))
         return output
 
     #: Step parameters checked against `atm_step.core.parameters.LIMITS` (None: preset).
@@ -269,8 +279,14 @@ class AdaptiveTraceModelStep(Step):
         return max(1, min(cores, n_regions))
 
     def _process_model(self, model):
-        """Process one datamodel in place; sets S_TRCMOD."""
+        """Process one datamodel; returns the new output model, with S_TRCMOD set."""
         from atm_step.modes import UnsupportedModelError, adapters_for, check_model
+        from atm_step.modes.writeback import (
+            DROPPED_ARRAYS,
+            REPLACED_ARRAYS,
+            finish_output_model,
+            new_output_model,
+        )
 
         name = model.meta.filename
         log.info("Fitting trace model for %s", name)
@@ -280,23 +296,28 @@ class AdaptiveTraceModelStep(Step):
         except UnsupportedModelError as exc:
             log.error("%s", exc)
             log.warning("No trace model will be attempted.")
-            _mark_failed(model)
-            return
+            output = new_output_model(model)
+            _mark_failed(output)
+            return finish_output_model(output, model)
 
         t0 = time.perf_counter()
+        # an oversampled model gets new science arrays: the native ones are not copied
+        leave_out = REPLACED_ARRAYS + DROPPED_ARRAYS if self.oversample != 1 else ()
+        output = new_output_model(model, leave_out)
+        targets = output.slits if isinstance(output, datamodels.MultiSlitModel) else [output]
         intermediates = []
         totals = {"regions": 0, "fitted": 0, "from_model": 0, "estimated": 0}
-        for adapter in adapters:
-            result, images = self._process_one(adapter)
-            intermediates.append((adapter, images))
+        for adapter, target in zip(adapters, targets, strict=True):
+            result, images = self._process_one(adapter, target)
+            intermediates.append((target, images))
             totals["regions"] += int(result.region_ids.size)
             totals["fitted"] += result.n_fitted
             totals["from_model"] += result.n_from_model
             totals["estimated"] += result.n_estimated
         if self.save_intermediate_results:
             # written before S_TRCMOD is set, as jwst's intermediate products are
-            self._save_intermediate(model, intermediates)
-        model.meta.cal_step.adaptive_trace_model = "COMPLETE"
+            self._save_intermediate(output, intermediates)
+        output.meta.cal_step.adaptive_trace_model = "COMPLETE"
         seconds = time.perf_counter() - t0
         self.summaries.append(
             {"file": name, "mode": adapters[0].mode, "oversample": float(self.oversample),
@@ -314,9 +335,10 @@ class AdaptiveTraceModelStep(Step):
             totals["estimated"],
             seconds,
         )
+        return finish_output_model(output, model)
 
-    def _process_one(self, adapter):
-        """Run the core on one image (IFU exposure or one slit) and write back."""
+    def _process_one(self, adapter, target):
+        """Run the core on one image (IFU exposure or one slit); write into ``target``."""
         from atm_step.core import adaptive_trace_model
         from atm_step.modes.writeback import apply_result, intermediate_images
 
@@ -354,7 +376,7 @@ class AdaptiveTraceModelStep(Step):
                 result.n_band_rows[i],
             )
         images = intermediate_images(adapter, result) if self.save_intermediate_results else None
-        apply_result(adapter, result)
+        apply_result(adapter, result, target)
         return result, images
 
     def _save_intermediate(self, model, intermediates):
@@ -367,10 +389,10 @@ class AdaptiveTraceModelStep(Step):
             if isinstance(model, datamodels.MultiSlitModel):
                 out = datamodels.MultiSlitModel()
                 out.update(model, only="PRIMARY")
-                for adapter, images in intermediates:
+                for target, images in intermediates:
                     slit = datamodels.SlitModel(data=images[suffix].astype(np.float32))
-                    slit.update(adapter.model)
-                    slit.meta.wcs = adapter.model.meta.wcs
+                    slit.update(target)
+                    slit.meta.wcs = target.meta.wcs
                     slit.meta.bunit_err = None
                     slit.dq = None
                     slit.err = None

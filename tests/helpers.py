@@ -93,3 +93,54 @@ def world_coordinate_differences(model_theirs, model_ours):
         "dec": float(np.max(np.abs(dec_a - dec_b)[inside])),
         "wave": float(np.max(np.abs(lam_a - lam_b)[inside])),
     }
+
+
+def model_snapshot(model):
+    """
+    Everything a step must leave unchanged in its input model: a copy of every array
+    and metadata value (flattened), and the WCS of the model and of every slit, as
+    frames, bounding box, and the coordinates of a pixel grid in every frame.
+
+    Compare two snapshots with :func:`assert_same_snapshot`.
+    """
+    flat = {}
+    for key, val in model.to_flat_dict(include_arrays=True).items():
+        if ".wcs" in key or key.endswith("wcs"):
+            continue
+        flat[key] = np.array(val, copy=True) if isinstance(val, np.ndarray) else repr(val)
+    units = list(model.slits) if hasattr(model, "slits") else [model]
+    wcs_state = []
+    for unit in units:
+        wcs = unit.meta.wcs
+        if wcs is None:
+            wcs_state.append(None)
+            continue
+        ny, nx = unit.data.shape[-2:]
+        y, x = np.mgrid[: ny : max(ny // 40, 1), : nx : max(nx // 40, 1)].astype(np.float64)
+        frames = wcs.available_frames
+        coords = [
+            [np.array(c, dtype=np.float64) for c in wcs.get_transform(frames[0], f)(x, y)]
+            for f in frames[1:]
+        ]
+        wcs_state.append((frames, repr(wcs.bounding_box), coords, id(wcs)))
+    return {"flat": flat, "wcs": wcs_state}
+
+
+def assert_same_snapshot(before, after):
+    """Assert two :func:`model_snapshot` results are identical (NaN equal to NaN)."""
+    assert sorted(before["flat"]) == sorted(after["flat"])
+    for key, val in before["flat"].items():
+        if isinstance(val, np.ndarray):
+            assert val.dtype == after["flat"][key].dtype, key
+            assert np.array_equal(val, after["flat"][key], equal_nan=val.dtype.kind == "f"), key
+        else:
+            assert val == after["flat"][key], key
+    assert len(before["wcs"]) == len(after["wcs"])
+    for wa, wb in zip(before["wcs"], after["wcs"], strict=True):
+        if wa is None:
+            assert wb is None
+            continue
+        assert wa[0] == wb[0] and wa[1] == wb[1] and wa[3] == wb[3]
+        for ca, cb in zip(wa[2], wb[2], strict=True):
+            for u, v in zip(ca, cb, strict=True):
+                assert np.array_equal(u, v, equal_nan=True)

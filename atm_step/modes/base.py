@@ -347,14 +347,16 @@ class ModeAdapter:
             _, wave = self.world_at(x_os, y_os)
         return wave
 
-    def update_wcs(self, oversample):
+    def update_wcs(self, oversample, target=None):
         """
         Put the oversampled-to-native pixel map in front of the model's WCS.
 
         If the WCS already starts with a ``coordinates`` frame (NIRSpec IFU
         coordinate-based WCS, or data oversampled before), the map is composed with
         that frame's transform; otherwise a ``coordinates`` frame is prepended. The
-        bounding box is carried to the new input frame.
+        bounding box is carried to the new input frame. The new WCS is assigned to
+        ``target.meta.wcs`` (default: the adapter's model); the model's own WCS and
+        its transforms are not modified.
         """
         map_pixels = oversample_map(oversample, self.oversample_axis)
         wcs = self.model.meta.wcs
@@ -373,7 +375,7 @@ class ModeAdapter:
         if bbox is not None:
             new_wcs.bounding_box = map_bbox(bbox, map_pixels)
         self._update_extra_bboxes(new_wcs, map_pixels)
-        self.model.meta.wcs = new_wcs
+        (self.model if target is None else target).meta.wcs = new_wcs
 
     def _update_extra_bboxes(self, new_wcs, map_pixels):
         """Hook for mode-specific bounding boxes kept inside transforms."""

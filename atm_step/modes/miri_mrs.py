@@ -70,14 +70,40 @@ class MIRIMRSAdapter(ModeAdapter):
     def output_regions(self):
         return self._label_map().astype(np.int32)
 
+    def wavelength_ranges(self):
+        """
+        Wavelength ranges (um) of the exposure's channels, as ``(n, 2)`` array.
+
+        They are the ranges of the ``alpha_beta -> v2v3`` transform's label mapper
+        (from the ``wavelengthrange`` reference file), which sets the wavelength to NaN
+        outside them; None if that transform has no such mapper.
+        """
+        try:
+            mapper = self.wcs.get_transform("alpha_beta", "v2v3").label_mapper.mapper
+            ranges = np.array([tuple(map(float, key)) for key in mapper], dtype=np.float64)
+        except (AttributeError, TypeError, ValueError):
+            return None
+        return ranges if ranges.ndim == 2 and ranges.shape[1] == 2 else None
+
     def world_at(self, x, y):
-        # detector -> alpha_beta gives alpha and the wavelength; alpha_beta -> v2v3
-        # blanks wavelengths outside the channel's range, as the full WCS does. The
-        # rest of the pipeline (to the sky) is not needed, and is not evaluated.
+        # detector -> alpha_beta gives alpha and the wavelength. The full WCS also
+        # blanks wavelengths outside the channels' ranges (alpha_beta -> v2v3, whose
+        # label mapper keeps lo < lambda < hi); that test is applied here directly, as
+        # evaluating the transform to v2v3 costs as much as the one to alpha_beta.
+        # The rest of the pipeline (to the sky) is not needed, and is not evaluated.
         alpha, beta, wave = self._det2ab(x, y)
-        _, _, wave = self.wcs.get_transform("alpha_beta", "v2v3")(alpha, beta, wave)
-        bbox = self.wcs.bounding_box
         wave = np.array(wave, dtype=np.float64)
+        ranges = self.wavelength_ranges()
+        if ranges is None:
+            _, _, wave = self.wcs.get_transform("alpha_beta", "v2v3")(alpha, beta, wave)
+            wave = np.array(wave, dtype=np.float64)
+        else:
+            keep = np.zeros(wave.shape, dtype=bool)
+            with np.errstate(invalid="ignore"):
+                for lo, hi in ranges:
+                    keep |= (wave > lo) & (wave < hi)
+            wave[~keep] = np.nan
+        bbox = self.wcs.bounding_box
         if bbox is not None:
             (x0, x1), (y0, y1) = (tuple(b) for b in bbox.bounding_box(order="F"))
             wave[(x < x0) | (x > x1) | (y < y0) | (y > y1)] = np.nan

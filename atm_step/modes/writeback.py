@@ -28,7 +28,8 @@ import numpy as np
 from stcal.resample.utils import is_flux_density
 from stdatamodels.jwst.datamodels import dqflags
 
-__all__ = ["apply_result", "intermediate_images", "DROPPED_ARRAYS"]
+__all__ = ["apply_result", "intermediate_images", "new_output_model", "DROPPED_ARRAYS",
+           "REPLACED_ARRAYS"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,12 @@ DROPPED_ARRAYS = (
     "photom_uniform",
     "zeroframe",
 )
+
+#: Per-pixel arrays an oversampled model gets anew (the native ones are not copied).
+REPLACED_ARRAYS = (
+    "data", "dq", "err", "var_poisson", "var_rnoise", "var_flat", "wavelength", "regions",
+    "trace_model",
+)  # fmt: skip
 
 _DNU = dqflags.pixel["DO_NOT_USE"]
 _EST = dqflags.pixel["FLUX_ESTIMATED"]
@@ -101,16 +108,86 @@ def intermediate_images(adapter, result):
     return out
 
 
-def apply_result(adapter, result):
+def new_output_model(model, leave_out=()):
     """
-    Update ``adapter.model`` in place from the core's result.
+    A new datamodel of the same class holding a copy of ``model``, built without
+    validating each assignment and without copying the WCS.
+
+    Metadata and arrays are copied, except the arrays named in ``leave_out``
+    (at any depth, e.g. in every slit), which are left out so that the caller can
+    assign new ones without copying the old ones first. WCS objects are not copied:
+    the new model refers to the same `gwcs.WCS` objects, which this package never
+    modifies in place (an oversampled model gets a new WCS, see
+    `ModeAdapter.update_wcs`). ``model`` itself is not modified.
+
+    The new model validates assignments as ``model`` does once the caller calls
+    `finish_output_model`; saving it validates it against its schema.
+
+    Parameters
+    ----------
+    model : JwstDataModel
+        Source model (IFUImageModel, SlitModel, MultiSlitModel, ...).
+    leave_out : sequence of str
+        Names of arrays not to copy.
+
+    Returns
+    -------
+    JwstDataModel
+        The new model; left-out arrays are absent.
+    """
+    from gwcs import WCS
+    from stdatamodels import DataModel
+
+    memo = {}
+    left_out = []
+
+    def visit(node, parent):
+        if isinstance(node, WCS):
+            memo[id(node)] = node  # shared, not copied
+        elif isinstance(node, dict):
+            for key, val in node.items():
+                if key in leave_out and isinstance(val, np.ndarray):
+                    memo[id(val)] = None
+                    left_out.append((parent, key))
+                else:
+                    visit(val, parent + (key,))
+        elif isinstance(node, list):
+            for i, val in enumerate(node):
+                visit(val, parent + (i,))
+
+    # the model's tree, read directly: reading it through attribute access would
+    # create schema defaults for missing nodes
+    visit(model._instance, ())  # noqa: SLF001
+    out = type(model)(init=None, validate_on_assignment=False)
+    DataModel.clone(out, model, deepcopy=True, memo=memo)
+    for path, key in left_out:
+        node = out._instance  # noqa: SLF001
+        for p in path:
+            node = node[p]
+        node.pop(key, None)
+    return out
+
+
+def finish_output_model(out, like):
+    """Let ``out`` (from `new_output_model`) validate assignments as ``like`` does."""
+    out._validate_on_assignment = getattr(like, "_validate_on_assignment", True)  # noqa: SLF001
+    return out
+
+
+def apply_result(adapter, result, target=None):
+    """
+    Write the core's result for ``adapter.model`` into ``target``.
 
     Parameters
     ----------
     adapter : ModeAdapter
-        Adapter wrapping the model (or slit) to update.
+        Adapter wrapping the source model (or slit); read, not modified.
     result : ATMResult
         Result of `atm_step.core.adaptive_trace_model` on ``adapter.core_inputs``.
+    target : DataModel or slit node, optional
+        The output model (or its slit) to write into: a copy of ``adapter.model`` (see
+        `new_output_model`), whose native arrays may be absent when ``N > 1``.
+        Default: ``adapter.model`` itself, updated in place.
 
     Returns
     -------
@@ -119,7 +196,8 @@ def apply_result(adapter, result):
     """
     from jwst.lib.pipe_utils import match_nans_and_flags
 
-    model = adapter.model
+    source = adapter.model
+    model = source if target is None else target
     n = float(result.oversample)
     scale = flux_scale(adapter, n)
     if n != 1 and adapter.data_unit() is None:
@@ -132,7 +210,7 @@ def apply_result(adapter, result):
     absent = _unknown_uncertainties(adapter)
     _warn_finite_do_not_use(adapter)
     near = result.near_row
-    dq_c = adapter.to_core(model.dq)[near, :].astype(np.uint32)
+    dq_c = adapter.to_core(source.dq)[near, :].astype(np.uint32)
     flux_c = result.flux
     # FLUX_ESTIMATED only where the model filled a missing (NaN) input pixel; a finite
     # pixel flagged DO_NOT_USE stays DO_NOT_USE (jwst re-flags it FLUX_ESTIMATED)
@@ -151,9 +229,9 @@ def apply_result(adapter, result):
     if regions is not None:
         model.regions = adapter.from_core(adapter.to_core(regions)[near, :]).astype(np.int32)
 
-    adapter.update_wcs(n)
+    adapter.update_wcs(n, target=model)
 
-    phot = adapter.model.meta.photometry
+    phot = model.meta.photometry
     if phot.pixelarea_steradians is not None:
         phot.pixelarea_steradians = phot.pixelarea_steradians / n
     if phot.pixelarea_arcsecsq is not None:
