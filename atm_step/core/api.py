@@ -336,9 +336,10 @@ def _model_image(
     """The body of `adaptive_trace_model`, on checked inputs; ``labels`` maps renumbered
     region ids to the caller's, for messages."""
     flux_in = flux
-    flux = np.asarray(flux, dtype=np.float64)
-    alpha = np.where(np.asarray(regions) > 0, np.asarray(alpha, dtype=np.float64), np.nan)
-    regions = np.asarray(regions, dtype=np.int64)
+    # C-contiguous float64 at the boundary: one compiled specialisation per kernel
+    flux = np.ascontiguousarray(flux, dtype=np.float64)
+    regions = np.ascontiguousarray(regions, dtype=np.int64)
+    alpha = np.where(regions > 0, np.ascontiguousarray(alpha, dtype=np.float64), np.nan)
     ny, nx = flux.shape
     y_os = grid.oversampled_rows(ny, oversample)
     near = grid.nearest_native_row(ny, oversample)
@@ -363,13 +364,19 @@ def _model_image(
             alpha, regions, y_os, near, preserve_nan=False, extrapolate=True
         )
     else:
-        alpha_os = np.asarray(alpha_os, dtype=np.float64)
+        alpha_os = np.ascontiguousarray(alpha_os, dtype=np.float64)
 
     # II.3: spline model of every region over threshold, at native and oversampled rows
     fit = trace_fit.fit_regions(work, alpha, regions, region_ids[to_fit], alpha_os, near, params,
                                 labels=labels)
     # regions whose geometry cannot carry a spline (see fit_regions) are not fitted
     to_fit &= np.isin(region_ids, fit.geometry.ids)
+
+    # IV: errors and variances are oversampled in the same pass as the flux
+    sigmas, sigma_names, squared = (None, [], None)
+    if oversample != 1.0:
+        sigmas, sigma_names, squared = errors.sigma_stack(err, variances)
+    inflation = errors.inflation_factor(oversample)
 
     # II.2, II.4, II.5
     parts = combine.combine_models(
@@ -384,6 +391,9 @@ def _model_image(
         slope_limit=slope_limit,
         pad=pad,
         psf_optimal=psf_optimal,
+        sigmas=sigmas,
+        squared=squared,
+        inflation=inflation,
     )
     if offset < 0:
         for arr in (parts.flux, parts.trace, parts.spline):
@@ -393,9 +403,13 @@ def _model_image(
         parts.flux = flux.copy() if flux is flux_in else flux
         parts.estimated[:] = False
 
-    err_os, var_os, inflation = errors.oversample_errors(
-        err, variances, regions, y_os, near, oversample, parts.estimated
-    )
+    if oversample == 1.0:
+        err_os, var_os, inflation = errors.oversample_errors(
+            err, variances, regions, y_os, near, oversample, parts.estimated
+        )
+    else:
+        var_os = dict(zip(sigma_names, parts.sigmas, strict=True))
+        err_os = var_os.pop("err", None)
 
     per_region = fit.per_region_counts(region_ids)
     result = ATMResult(

@@ -19,7 +19,7 @@ import numba
 import numpy as np
 from numba import prange
 
-from atm_step.core.linear import interpolate_pixel
+from atm_step.core.linear import adjacent_rows, interpolate_adjacent
 
 __all__ = ["CombinedModels", "combine_models"]
 
@@ -50,11 +50,14 @@ def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, li
 @numba.njit(cache=True, nogil=True, parallel=True)
 def _combine_kernel(
     flux, resid_native, regions, y_os, near, spline_os, alpha_os, lookup, whole, inband,
-    band_a0, band_step, psf_optimal,
-    out_linear, out_resid, out_comb, out_trace, out_band, out_est,
+    band_a0, band_step, psf_optimal, sigmas, squared, inflation,
+    out_linear, out_resid, out_comb, out_trace, out_band, out_est, out_sigmas,
 ):  # fmt: skip
+    # One pass over the oversampled pixels: each pixel's native neighbours are found
+    # once and shared by the flux, the residual and every error/variance image.
     n_os, nx = out_comb.shape
     nbins = inband.shape[1]
+    n_sig = sigmas.shape[0]
     for j in prange(n_os):
         r = near[j]
         t = y_os[j]
@@ -67,13 +70,16 @@ def _combine_kernel(
                 out_trace[j, x] = np.nan
                 out_band[j, x] = False
                 out_est[j, x] = False
+                for i in range(n_sig):
+                    out_sigmas[i, j, x] = np.nan
                 continue
-            lin = interpolate_pixel(flux, regions, r, x, t, True, False)
+            lo, hi, ok = adjacent_rows(regions, r, x, t)
+            lin = interpolate_adjacent(flux, regions, r, x, t, lo, hi, ok, True)
             s = spline_os[j, x]
             res = np.nan
             inb = False
             if np.isfinite(s):
-                res = interpolate_pixel(resid_native, regions, r, x, t, False, False)
+                res = interpolate_adjacent(resid_native, regions, r, x, t, lo, hi, ok, False)
                 k = lookup[reg] if reg < lookup.shape[0] else -1
                 if k >= 0:
                     if whole[k]:
@@ -95,7 +101,19 @@ def _combine_kernel(
                 out_trace[j, x] = np.nan
             out_comb[j, x] = comb
             out_band[j, x] = inb
-            out_est[j, x] = np.isfinite(comb) and not np.isfinite(flux[r, x])
+            est = np.isfinite(comb) and not np.isfinite(flux[r, x])
+            out_est[j, x] = est
+            # errors (paper IV): interpolated across NaN pixels, NaN where the nearest
+            # native error is NaN unless the model filled the pixel; inflated
+            for i in range(n_sig):
+                sig = sigmas[i]
+                v = np.nan
+                if est or np.isfinite(sig[r, x]):
+                    v = interpolate_adjacent(sig, regions, r, x, t, lo, hi, ok, False)
+                    v = v * inflation
+                    if squared[i]:
+                        v = v * v
+                out_sigmas[i, j, x] = v
 
 
 @dataclass
@@ -114,6 +132,7 @@ class CombinedModels:
     band: np.ndarray
     estimated: np.ndarray
     band_rows: dict
+    sigmas: np.ndarray | None = None
 
     def band_rows_for(self, ids):
         """Band widths (native rows) aligned to ``ids``; 0 for regions without a band."""
@@ -186,8 +205,9 @@ class BandTable:
 
 
 def combine_models(
-    flux, regions, alpha, alpha_os, y_os, near, fit, *, oversample, slope_limit, pad, psf_optimal
-):
+    flux, regions, alpha, alpha_os, y_os, near, fit, *, oversample, slope_limit, pad,
+    psf_optimal, sigmas=None, squared=None, inflation=1.0,
+):  # fmt: skip
     """
     Build the linear and residual models and combine them with the spline model.
 
@@ -207,10 +227,18 @@ def combine_models(
     pad : float
     psf_optimal : bool
         Leave out the residual model inside the band.
+    sigmas : ndarray of float64, shape (k, ny, nx), optional
+        1-sigma images (errors, square roots of variances) oversampled in the same
+        pass (paper IV); see `atm_step.core.errors.oversample_errors`.
+    squared : ndarray of bool, shape (k,), optional
+        Which of ``sigmas`` are returned squared (variances).
+    inflation : float, optional
+        Factor ``X`` applied to the oversampled ``sigmas``.
 
     Returns
     -------
     CombinedModels
+        ``sigmas`` holds the oversampled, inflated ``sigmas``, shape (k, ny_os, nx).
 
     Notes
     -----
@@ -230,10 +258,15 @@ def combine_models(
     trace = np.empty(shape)
     use = np.empty(shape, dtype=bool)
     estimated = np.empty(shape, dtype=bool)
+    if sigmas is None:
+        sigmas = np.empty((0,) + flux.shape)
+        squared = np.zeros(0, dtype=bool)
+    out_sigmas = np.empty((sigmas.shape[0],) + shape)
     _combine_kernel(
         flux, flux - fit.spline_native, regions, y_os, near, fit.spline_os, alpha_os,
         lookup, band.whole, band.inband, band.a0, band.step, bool(psf_optimal),
-        linear, residual, combined, trace, use, estimated,
+        sigmas, np.asarray(squared, dtype=np.bool_), float(inflation),
+        linear, residual, combined, trace, use, estimated, out_sigmas,
     )  # fmt: skip
     band_rows = dict(zip(band.ids.tolist(), band.rows.tolist(), strict=True))
     return CombinedModels(
@@ -245,4 +278,5 @@ def combine_models(
         band=use,
         estimated=estimated,
         band_rows=band_rows,
+        sigmas=out_sigmas,
     )

@@ -4,7 +4,7 @@ import numpy as np
 
 from atm_step.core.linear import linear_oversample
 
-__all__ = ["inflation_factor", "oversample_errors"]
+__all__ = ["inflation_factor", "oversample_errors", "sigma_stack"]
 
 
 def inflation_factor(oversample):
@@ -29,9 +29,47 @@ def inflation_factor(oversample):
     return 0.23 * float(oversample) + 0.77
 
 
+def sigma_stack(err, variances):
+    """
+    The 1-sigma images to oversample, stacked: the error and the square root of each
+    variance (paper IV: variances are oversampled as standard deviations).
+
+    Parameters
+    ----------
+    err : ndarray of float, shape (ny, nx), or None
+    variances : dict of str to ndarray, shape (ny, nx), or None
+
+    Returns
+    -------
+    stack : ndarray of float64, shape (k, ny, nx), C-contiguous
+    names : list of str
+        ``"err"`` and the variance names, in stack order.
+    squared : ndarray of bool, shape (k,)
+        True for the variances (squared back after oversampling).
+    """
+    items = ([("err", err)] if err is not None else []) + list((variances or {}).items())
+    if not items:
+        return None, [], np.zeros(0, dtype=bool)
+    shape = np.shape(items[0][1])
+    stack = np.empty((len(items),) + tuple(shape))
+    squared = np.zeros(len(items), dtype=bool)
+    for i, (name, arr) in enumerate(items):
+        if name == "err":
+            stack[i] = arr
+        else:
+            with np.errstate(invalid="ignore"):  # negative variances give NaN
+                np.sqrt(np.asarray(arr, dtype=np.float64), out=stack[i])
+            squared[i] = True
+    return stack, [name for name, _ in items], squared
+
+
 def oversample_errors(err, variances, regions, y_os, near, oversample, estimated):
     """
-    Oversample error and variance images linearly and inflate them.
+    Oversample error and variance images linearly and inflate them (readable form).
+
+    The core computes the same in one pass with the flux
+    (`atm_step.core.combine.combine_models` with ``sigmas``); this function is the
+    NumPy-level form of that rule, used for ``oversample == 1`` and by tests.
 
     Errors (and the square roots of variances) are interpolated like the linear model
     but across NaN pixels; the result is NaN where the nearest native error is NaN,

@@ -10,7 +10,7 @@ import numba
 import numpy as np
 from numba import prange
 
-__all__ = ["linear_oversample", "interpolate_pixel"]
+__all__ = ["linear_oversample", "interpolate_pixel", "adjacent_rows", "interpolate_adjacent"]
 
 
 @numba.njit(cache=True, nogil=True)
@@ -65,6 +65,43 @@ def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
             return data[end, x] + (t - end) * (data[end, x] - data[k, x]) / (end - k)
         k += step
     return data[end, x]
+
+
+@numba.njit(cache=True, nogil=True)
+def adjacent_rows(regions, r, x, t):
+    """
+    The native rows ``floor(t)`` and ``ceil(t)`` around row coordinate ``t`` in column
+    ``x``, and whether both lie in the region of pixel ``(r, x)`` (``r = round(t)``).
+
+    Found once per oversampled pixel and shared by every image interpolated there
+    (flux, residual, error, variances) through :func:`interpolate_adjacent`.
+    """
+    lo = int(np.floor(t))
+    hi = lo + 1 if t > lo else lo
+    reg = regions[r, x]
+    ok = reg > 0 and lo >= 0 and hi < regions.shape[0]
+    if ok:
+        ok = regions[lo, x] == reg and regions[hi, x] == reg
+    return lo, hi, ok
+
+
+@numba.njit(cache=True, nogil=True)
+def interpolate_adjacent(data, regions, r, x, t, lo, hi, ok, preserve_nan):
+    """
+    :func:`interpolate_pixel` (no extrapolation) with the rows from
+    :func:`adjacent_rows`: when both are in the region and finite in ``data`` the
+    value is their interpolation (the same arithmetic), otherwise the full search runs.
+    """
+    if ok:
+        a = data[lo, x]
+        b = data[hi, x]
+        if np.isfinite(a) and np.isfinite(b):
+            # r is lo or hi, so data[r, x] is finite: preserve_nan changes nothing
+            if hi == lo:
+                return a
+            w = (t - lo) / (hi - lo)
+            return a * (1.0 - w) + b * w
+    return interpolate_pixel(data, regions, r, x, t, preserve_nan, False)
 
 
 @numba.njit(cache=True, nogil=True, parallel=True)
