@@ -399,8 +399,30 @@ def _miri_input(workdir):
     return path
 
 
+def _in_pipeline(step_cls, N):
+    """The step as a pipeline holds it: its parent is set, so stpipe makes no copy of
+    the input (``prepare_output``), as in ``calwebb_spec2``."""
+    from jwst.stpipe import Pipeline
+
+    class OneStepPipeline(Pipeline):
+        """A pipeline of one step, to run the step as pipelines do."""
+
+        step_defs = {"atm": step_cls}
+
+        def process(self, data):
+            return self.atm.run(data)
+
+    return OneStepPipeline(steps={"atm": {"oversample": N, "skip": False}}).atm
+
+
 def step_run(spec):
-    """One step end to end on a file: open (I/O), run, save (I/O); stage breakdown."""
+    """
+    One step end to end on a file: open (I/O), run, save (I/O); stage breakdown.
+
+    ``how = "call"``: ``Step.call(model)`` (stpipe's standalone call: jwst's step
+    deep-copies the input there). ``how = "pipeline"``: ``step.run(model)`` on a step
+    whose parent is a pipeline, as in ``calwebb_spec2`` (no copy by either step).
+    """
     _quiet_logs()
     _local_crds()
     from stdatamodels.jwst import datamodels
@@ -446,6 +468,16 @@ def step_run(spec):
         # warm-up (JIT from the cache), not timed
         with datamodels.open(path) as m:
             step_cls.call(m, oversample=N, skip=False).close()
+    how = spec.get("how", "call")
+    if how == "pipeline":
+        step = _in_pipeline(step_cls, N)
+
+        def run_step(model):
+            return step.run(model)
+    else:
+
+        def run_step(model):
+            return step_cls.call(model, oversample=N, skip=False)
 
     out_path = Path(spec["workdir"]) / f"{impl}_N{N:g}_{Path(path).name}"
     mem = PeakMemory().reset()
@@ -458,7 +490,7 @@ def step_run(spec):
         with timer.stage("I/O"):
             model = datamodels.open(path)
         t1 = time.perf_counter()
-        result = step_cls.call(model, oversample=N, skip=False)
+        result = run_step(model)
         t2 = time.perf_counter()
         with timer.stage("I/O"):
             result.save(str(out_path))
@@ -481,7 +513,8 @@ def step_run(spec):
         )
         if best is None or run["wall"] < best["wall"]:
             best = run
-        result.close()
+        if result is not model:
+            result.close()
         model.close()
         result = model = None  # the memory peak is one run's
     best.update(mem.report())
@@ -491,6 +524,67 @@ def step_run(spec):
         best["stages"] = est
         best.update(info)
     return best
+
+
+def strun_run(spec):
+    """
+    ``strun`` end to end in a fresh process (file in, file out), then the floor of
+    that: a fresh process that only imports stpipe, jwst's Step machinery and the
+    step's module, opens the input (reading every array) and saves the product
+    ``strun`` wrote. Peak memory is the ``strun`` process's maximum resident size.
+    """
+    import resource
+    import subprocess
+
+    impl = spec["impl"]
+    path = Path(spec["path"])
+    N = float(spec["oversample"])
+    outdir = Path(spec["workdir"]) / f"strun_{impl}_N{N:g}"
+    outdir.mkdir(parents=True, exist_ok=True)
+    cls = ("atm_step.AdaptiveTraceModelStep" if impl == "ours"
+           else "jwst.adaptive_trace_model.AdaptiveTraceModelStep")
+    exe = str(Path(sys.executable).with_name("strun"))
+    cmd = [exe, cls, str(path), f"--oversample={N:g}", "--skip=False",
+           f"--output_dir={outdir}"]
+    env = dict(os.environ, STPIPE_DISABLE_CRDS_STEPPARS="True")
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    wall = time.perf_counter() - t0
+    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024.0
+    products = sorted(outdir.glob("*.fits"), key=lambda p: p.stat().st_mtime)
+    if proc.returncode != 0 or not products:
+        raise RuntimeError(f"strun failed ({proc.returncode}): {proc.stderr[-2000:]}")
+    module = "atm_step.step" if impl == "ours" else \
+        "jwst.adaptive_trace_model.adaptive_trace_model_step"
+    floor_code = f"""
+import time, json
+t0 = time.perf_counter()
+import stpipe, jwst.stpipe
+from stdatamodels.jwst import datamodels
+import {module}
+t1 = time.perf_counter()
+m = datamodels.open({str(path)!r})
+for key, val in m.to_flat_dict(include_arrays=True).items():
+    getattr(val, "shape", None)
+t2 = time.perf_counter()
+out = datamodels.open({str(products[-1])!r})
+_ = out.data.sum()
+t3 = time.perf_counter()
+out.save({str(outdir / "floor_copy.fits")!r})
+t4 = time.perf_counter()
+print("FLOOR " + json.dumps({{"import": t1 - t0, "open": t2 - t1, "save": t4 - t3}}))
+"""
+    t0 = time.perf_counter()
+    fl = subprocess.run([sys.executable, "-c", floor_code], capture_output=True, text=True,
+                        env=env)
+    floor_wall = time.perf_counter() - t0
+    floor = {}
+    for line in fl.stdout.splitlines():
+        if line.startswith("FLOOR "):
+            floor = json.loads(line[6:])
+    floor["process_wall"] = floor_wall
+    (outdir / "floor_copy.fits").unlink(missing_ok=True)
+    return {"wall": wall, "peak_mb": peak_mb, "floor": floor, "command": " ".join(cmd[1:])}
 
 
 def ours_step_core(spec):
@@ -528,6 +622,19 @@ def make_miri(spec):
     """Build the MIRI MRS input file (once)."""
     _quiet_logs()
     return {"path": str(_miri_input(spec["workdir"]))}
+
+
+def make_ifu(spec):
+    """Build a NIRSpec IFU file with the mock WCS from a saved scene (once)."""
+    _quiet_logs()
+    path = Path(spec["workdir"]) / f"nrs_ifu_mock_{Path(spec['scene']).stem}_cal.fits"
+    if not path.is_file():
+        from atm_step.simulate import make_scene
+        from atm_step.simulate.to_datamodel import scene_to_ifu_model
+
+        sc = make_scene(spec["name"], nx=spec["nx"], ny=spec["ny"], seed=spec.get("seed", 1))
+        scene_to_ifu_model(sc, filename=path.name).save(str(path))
+    return {"path": str(path)}
 
 
 # ----------------------------------------------------------------------------- JIT
@@ -573,6 +680,8 @@ WORKERS = {
     "step_run": step_run,
     "ours_step_core": ours_step_core,
     "make_miri": make_miri,
+    "make_ifu": make_ifu,
+    "strun_run": strun_run,
     "jit_start": jit_start,
 }
 
