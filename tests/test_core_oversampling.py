@@ -77,3 +77,19 @@ def test_one_pass_kernel_matches_reference(oversample):
         np.testing.assert_allclose(res.variances[name], ref, rtol=1e-12, atol=0,
                                    equal_nan=True)  # fmt: skip
         assert np.isfinite(ref).sum() > 0.5 * np.isfinite(lin).sum()
+
+
+def test_binned_median_peak_is_the_largest_bin_median():
+    from atm_step.core.stats import _binned_median_peak
+
+    rng = np.random.default_rng(3)
+    alpha = rng.uniform(-1.0, 1.0, 5000)
+    values = rng.normal(0.0, 1.0, 5000) + np.exp(-((alpha - 0.3) / 0.1) ** 2) * 5
+    a0, step, nbins = -1.0, 0.05, 41
+    idx = np.clip(((alpha - a0) / step).astype(int), 0, nbins - 1)
+    expect = max(np.median(values[idx == b]) for b in np.unique(idx))
+    assert _binned_median_peak(values, alpha, a0, step, nbins) == expect
+    # an even and an odd bin
+    assert _binned_median_peak(np.array([1.0, 3.0, 7.0]), np.array([0.0, 0.0, 0.5]), 0.0,
+                               0.5, 2) == 7.0  # fmt: skip
+    assert _binned_median_peak(np.array([1.0, 4.0, 2.0]), np.zeros(3), 0.0, 1.0, 1) == 2.0

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 
 import numba
 import numpy as np
-from numba import prange
 
-from atm_step.core.linear import adjacent_rows, interpolate_adjacent
+from atm_step.core.linear import adjacent_rows, in_row_chunks, interpolate_adjacent
 
 __all__ = ["CombinedModels", "combine_models"]
 
@@ -47,18 +46,18 @@ def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, li
     return total
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
+@numba.njit(cache=True, nogil=True)
 def _combine_kernel(
     flux, resid_native, regions, y_os, near, spline_os, alpha_os, lookup, whole, inband,
     band_a0, band_step, psf_optimal, sigmas, squared, inflation,
-    out_linear, out_resid, out_comb, out_trace, out_band, out_est, out_sigmas,
+    out_linear, out_resid, out_comb, out_trace, out_band, out_est, out_sigmas, j0, j1,
 ):  # fmt: skip
-    # One pass over the oversampled pixels: each pixel's native neighbours are found
-    # once and shared by the flux, the residual and every error/variance image.
-    n_os, nx = out_comb.shape
+    # One pass over the oversampled rows j0..j1-1: each pixel's native neighbours are
+    # found once and shared by the flux, the residual and every error/variance image.
+    nx = out_comb.shape[1]
     nbins = inband.shape[1]
     n_sig = sigmas.shape[0]
-    for j in prange(n_os):
+    for j in range(j0, j1):
         r = near[j]
         t = y_os[j]
         for x in range(nx):
@@ -74,7 +73,9 @@ def _combine_kernel(
                     out_sigmas[i, j, x] = np.nan
                 continue
             lo, hi, ok = adjacent_rows(regions, r, x, t)
-            lin = interpolate_adjacent(flux, regions, r, x, t, lo, hi, ok, True)
+            lin = np.nan  # a NaN native pixel stays NaN in the linear model
+            if np.isfinite(flux[r, x]):
+                lin = interpolate_adjacent(flux, regions, r, x, t, lo, hi, ok, False)
             s = spline_os[j, x]
             res = np.nan
             inb = False
@@ -262,12 +263,13 @@ def combine_models(
         sigmas = np.empty((0,) + flux.shape)
         squared = np.zeros(0, dtype=bool)
     out_sigmas = np.empty((sigmas.shape[0],) + shape)
-    _combine_kernel(
+    args = (
         flux, flux - fit.spline_native, regions, y_os, near, fit.spline_os, alpha_os,
         lookup, band.whole, band.inband, band.a0, band.step, bool(psf_optimal),
         sigmas, np.asarray(squared, dtype=np.bool_), float(inflation),
         linear, residual, combined, trace, use, estimated, out_sigmas,
     )  # fmt: skip
+    in_row_chunks(shape[0], lambda j0, j1: _combine_kernel(*args, j0, j1))
     band_rows = dict(zip(band.ids.tolist(), band.rows.tolist(), strict=True))
     return CombinedModels(
         flux=combined,

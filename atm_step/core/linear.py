@@ -8,12 +8,21 @@ pixels of the same region in its column.
 
 import numba
 import numpy as np
-from numba import prange
 
-__all__ = ["linear_oversample", "interpolate_pixel", "adjacent_rows", "interpolate_adjacent"]
+__all__ = [
+    "linear_oversample", "interpolate_pixel", "adjacent_rows", "interpolate_adjacent",
+    "in_row_chunks",
+]
 
 
-@numba.njit(cache=True, nogil=True)
+#: Signature of the one compiled version of the per-pixel helpers: C-contiguous
+#: float64 image, int64 region map. With one explicit signature Numba compiles each
+#: helper once; without it, every call site passing constant flags gets its own
+#: specialisation (compiled again on a user's first run).
+_IMAGE = "float64[:, ::1], int64[:, ::1], int64, int64, float64"
+
+
+@numba.njit("float64(" + _IMAGE + ", boolean, boolean)", cache=True, nogil=True)
 def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     """
     Value at native row coordinate ``t`` of column ``x`` of the region of pixel (r, x).
@@ -67,7 +76,8 @@ def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     return data[end, x]
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit("Tuple((int64, int64, boolean))(int64[:, ::1], int64, int64, float64)",
+           cache=True, nogil=True)
 def adjacent_rows(regions, r, x, t):
     """
     The native rows ``floor(t)`` and ``ceil(t)`` around row coordinate ``t`` in column
@@ -85,7 +95,8 @@ def adjacent_rows(regions, r, x, t):
     return lo, hi, ok
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit("float64(" + _IMAGE + ", int64, int64, boolean, boolean)", cache=True,
+           nogil=True)
 def interpolate_adjacent(data, regions, r, x, t, lo, hi, ok, preserve_nan):
     """
     :func:`interpolate_pixel` (no extrapolation) with the rows from
@@ -104,10 +115,10 @@ def interpolate_adjacent(data, regions, r, x, t, lo, hi, ok, preserve_nan):
     return interpolate_pixel(data, regions, r, x, t, preserve_nan, False)
 
 
-@numba.njit(cache=True, nogil=True, parallel=True)
-def _linear_oversample_kernel(data, regions, y_os, near, preserve_nan, extrapolate, out):
-    n_os, nx = out.shape
-    for j in prange(n_os):
+@numba.njit(cache=True, nogil=True)
+def _linear_oversample_kernel(data, regions, y_os, near, preserve_nan, extrapolate, out, j0, j1):
+    nx = out.shape[1]
+    for j in range(j0, j1):
         r = near[j]
         t = y_os[j]
         for x in range(nx):
@@ -152,13 +163,31 @@ def linear_oversample(data, regions, y_os, near, *, preserve_nan=True, extrapola
     data = np.ascontiguousarray(data, dtype=np.float64)
     regions = np.ascontiguousarray(regions, dtype=np.int64)
     out = np.empty((y_os.shape[0], data.shape[1]))
-    _linear_oversample_kernel(
-        data,
-        regions,
-        np.ascontiguousarray(y_os, dtype=np.float64),
-        np.ascontiguousarray(near, dtype=np.int64),
-        bool(preserve_nan),
-        bool(extrapolate),
-        out,
+    y_os = np.ascontiguousarray(y_os, dtype=np.float64)
+    near = np.ascontiguousarray(near, dtype=np.int64)
+    flags = (bool(preserve_nan), bool(extrapolate))
+    in_row_chunks(
+        out.shape[0],
+        lambda j0, j1: _linear_oversample_kernel(data, regions, y_os, near, *flags, out, j0, j1),
     )
     return out
+
+
+def in_row_chunks(n_rows, run):
+    """
+    Call ``run(j0, j1)`` over row chunks covering ``range(n_rows)``, in parallel threads.
+
+    The kernels release the GIL, so a thread pool of Numba's current thread count
+    (``numba.get_num_threads()``, set by `atm_step.core.trace_fit.compiled_threads`)
+    runs them in parallel; with one thread, one call covers every row. Threads give
+    the speed of a ``prange`` loop without its extra compilation on a first run.
+    """
+    threads = min(numba.get_num_threads(), max(n_rows // 64, 1))
+    if threads <= 1:
+        run(0, n_rows)
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    bounds = np.linspace(0, n_rows, 4 * threads + 1).astype(np.int64)
+    with ThreadPoolExecutor(threads) as pool:
+        list(pool.map(run, bounds[:-1].tolist(), bounds[1:].tolist()))
