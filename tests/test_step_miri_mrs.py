@@ -203,3 +203,33 @@ def test_documented_chain(miri_run):
         assert cube.data.shape[0] > 300
         assert np.nanmax(cube.data) > 0
         assert np.isfinite(cube.data).mean() > 0.5
+
+
+#: Spec3 steps that need reference files from CRDS (skipped for the offline run).
+SPEC3_REF_STEPS = ("master_background", "outlier_detection", "cube_build", "extract_1d", "photom",
+                   "combine_1d", "spectral_leak")
+
+
+def test_spec3_pipeline_offline_logs_summary_and_keeps_jwst_names(miri_run):
+    """`strun calwebb_spec3_atm` offline (steps needing reference files skipped), as in
+    docs/usage.md: the step's per-exposure summary is logged, its saved product carries
+    jwst's pipeline name."""
+    import json
+
+    work = miri_run["work"]
+    asn = {
+        "asn_type": "spec3", "asn_rule": "candidate_Asn_Lv3MIRMRS", "asn_id": "a3001",
+        "program": "01234", "target": "t001", "asn_pool": "none", "version_id": None,
+        "code_version": "3.0.0", "degraded_status": "none", "constraints": "none",
+        "products": [{"name": "miri_src_spec3",
+                      "members": [{"expname": miri_run["cal"].name, "exptype": "science"}]}],
+    }  # fmt: skip
+    (work / "spec3_asn.json").write_text(json.dumps(asn))
+    args = ["calwebb_spec3_atm", "spec3_asn.json", "--steps.adaptive_trace_model.skip=false",
+            "--steps.adaptive_trace_model.save_results=true",
+            *[f"--steps.{name}.skip=true" for name in SPEC3_REF_STEPS]]
+    proc = _strun(args, cwd=work)
+    log = proc.stdout + proc.stderr
+    assert "atm_step.step - INFO - miri_src_cal.fits: MIR_MRS, N=1: 10/28 regions fitted" in log
+    assert " region 301:" not in log  # per-region lines are DEBUG
+    assert (work / "miri_src_a3001_adaptive_trace_model.fits").is_file()  # <root>_<asn id>_...
