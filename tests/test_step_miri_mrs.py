@@ -226,10 +226,11 @@ def test_spec3_pipeline_offline_logs_summary_and_keeps_jwst_names(miri_run):
     }  # fmt: skip
     (work / "spec3_asn.json").write_text(json.dumps(asn))
     args = ["calwebb_spec3_atm", "spec3_asn.json", "--steps.adaptive_trace_model.skip=false",
+            f"--steps.adaptive_trace_model.oversample={N}", "--steps.pixel_replace.skip=false",
             "--steps.adaptive_trace_model.save_results=true",
             *[f"--steps.{name}.skip=true" for name in SPEC3_REF_STEPS]]
     proc = _strun(args, cwd=work)
     log = proc.stdout + proc.stderr
-    assert "atm_step.step - INFO - miri_src_cal.fits: MIR_MRS, N=1: 10/28 regions fitted" in log
+    assert "atm_step.step - INFO - miri_src_cal.fits: MIR_MRS, N=3: 10/28 regions fitted" in log
     assert " region 301:" not in log  # per-region lines are DEBUG
     assert (work / "miri_src_a3001_adaptive_trace_model.fits").is_file()  # <root>_<asn id>_...
