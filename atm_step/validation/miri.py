@@ -38,7 +38,9 @@ __all__ = [
     "build_cube",
     "MiriConfig",
     "DEFAULT_CONFIG",
+    "CH12_CONFIG",
     "point_source_metrics",
+    "write_mrs_cal",
 ]
 
 log = logging.getLogger(__name__)
@@ -390,32 +392,52 @@ class MiriConfig:
         Source position in the alpha-beta frame (arcsec).
     err : float
         Per-pixel noise sigma (MJy/sr); 0.04 gives a peak SNR of ~300 for the
-        default source (peak ~12 MJy/sr at 16.5 um).
+        default source in channel 3 (peak ~12 MJy/sr at 16.5 um), ~400 in channel 1.
     wave_range : tuple of float
-        Cube wavelength range (um), inside channel 3 LONG.
+        Cube wavelength range (um) of ``channel`` (when ``channels`` is not given).
     oversamples : tuple of int
-        N values for both steps.
+        N values for atm-step's step.
     jwst_oversamples : tuple of int
-        N values for jwst's step. Default N = 3 only: jwst's spline fit takes ~2 min
-        per full-frame MIRI image on one core (N = 1 and 2 are left out for time).
+        N values for jwst's step. Default N = 3 only: jwst's spline fit takes 2-4 min
+        per full-frame MIRI image on one core.
     n_spaxels : int
         Brightest spaxels measured.
     box : int
         Aperture box side in spaxels.
     noise_free : bool
-        Also run every method on the noise-free image.
+        Also run every method on the noise-free image (needed for the noise floor,
+        the noise-free artifact amplitude and the measured SNR).
     seed : int
         Noise seed.
+    band : str
+        MRS band code (``12A`` ... ``34C``); bands other than 34C use the slice map
+        derived from the geometry (`atm_step.validation.miri_slices`).
+    channel : str
+        Channel whose cube is measured (when ``channels`` is not given).
+    channels : dict of str to tuple of float, optional
+        Several channels of the same exposure, each with its cube wavelength range;
+        the steps run once, cubes are built per channel.
+    variants : dict of str to dict, optional
+        Extra atm-step runs with tuning overrides (e.g. ``{"ours_k50": {"nknots": 50}}``),
+        at the last N of ``oversamples``.
+    only_channels : bool
+        Blank (NaN, DO_NOT_USE) the pixels of the detector's other channel before
+        running the steps (faster; the measured channel is unchanged).
     """
 
     def __init__(self, alpha0=0.05, beta0=0.1, err=0.04, wave_range=(16.0, 17.5),
                  oversamples=(1, 2, 3), jwst_oversamples=(3,), n_spaxels=20, box=6,
-                 noise_free=True, seed=1):
+                 noise_free=True, seed=1, band="34C", channel="3", channels=None,
+                 variants=None, only_channels=False):  # fmt: skip
         self.alpha0, self.beta0, self.err = alpha0, beta0, err
         self.wave_range = tuple(wave_range)
         self.oversamples = tuple(oversamples)
         self.jwst_oversamples = tuple(jwst_oversamples)
         self.n_spaxels, self.box, self.noise_free, self.seed = n_spaxels, box, noise_free, seed
+        self.band, self.channel = str(band).upper(), str(channel)
+        self.channels = {str(k): tuple(v) for k, v in (channels or {self.channel: self.wave_range}).items()}
+        self.variants = dict(variants or {})
+        self.only_channels = bool(only_channels)
 
     def as_dict(self):
         """The settings as a plain dict (for the JSON record)."""
@@ -425,23 +447,25 @@ class MiriConfig:
 #: Settings of ``python -m atm_step.validation``.
 DEFAULT_CONFIG = MiriConfig()
 
+#: Channel 1 and 2 of band 12A (the most undersampled channels), N = 2 and 3, both steps.
+CH12_CONFIG = MiriConfig(band="12A", channels={"1": (5.3, 5.6), "2": (8.0, 8.4)},
+                         oversamples=(2, 3), jwst_oversamples=(2, 3))  # fmt: skip
 
-def _run_step(method, model, n):
+
+def _run_step(method, model, n, overrides=None):
     """Run one method on a copy of ``model``; returns (image model, seconds)."""
     t0 = time.perf_counter()
     with offline_crds():
         if method == "standard":
             out = model.copy()
-        elif method == "ours":
-            from atm_step import AdaptiveTraceModelStep
-
-            out = AdaptiveTraceModelStep.call(model.copy(), oversample=n)
         elif method == "jwst":
             from jwst.adaptive_trace_model import AdaptiveTraceModelStep
 
             out = AdaptiveTraceModelStep.call(model.copy(), oversample=n, skip=False)
-        else:
-            raise ValueError(f"unknown method {method!r}")
+        else:  # "ours" or a variant of it
+            from atm_step import AdaptiveTraceModelStep
+
+            out = AdaptiveTraceModelStep.call(model.copy(), oversample=n, **(overrides or {}))
     return out, time.perf_counter() - t0
 
 
@@ -453,35 +477,54 @@ def _as_measure_cube(cube_model):
     return data, err
 
 
+def _blank_other_channels(model, keep):
+    """NaN and DO_NOT_USE on the pixels of channels not in ``keep`` (in place)."""
+    from stdatamodels.jwst.datamodels import dqflags
+
+    label = np.asarray(model.meta.wcs.get_transform("detector", "alpha_beta").label_mapper.mapper)
+    drop = (label > 0) & ~np.isin(label // 100, [int(c) for c in keep])
+    for name in ("data", "err", "var_poisson", "var_rnoise", "var_flat"):
+        arr = np.array(getattr(model, name))
+        arr[drop] = np.nan
+        setattr(model, name, arr)
+    dq = np.array(model.dq)
+    dq[drop] |= dqflags.pixel["DO_NOT_USE"]
+    model.dq = dq
+
+
 def point_source_metrics(data_dir, workdir, cfg=DEFAULT_CONFIG):
     """
-    Artifact amplitude and aperture flux on MIRI MRS channel 3 cubes from jwst's cube_build.
+    Artifact amplitude, aperture flux and SNR on MIRI MRS cubes from jwst's cube_build.
 
     One exposure (no dither) of a bright, undersampled Airy point source on the real
-    ch3/4 LONG geometry. Methods: standard (no ATM), atm-step and jwst's step at each
-    N. Every cube is built on the standard cube's grid; the brightest spaxels and the
-    aperture box are chosen on the standard cube (noise-free when available) and used
-    for every method.
+    geometry of ``cfg.band``. Methods: standard (no ATM), atm-step and jwst's step at
+    each N (plus atm-step variants). Each method runs once; cubes are built per
+    channel on the standard cube's grid; the brightest spaxels and the aperture box
+    are chosen on the standard cube (noise-free when available) and used for every
+    method.
 
     Parameters
     ----------
     data_dir : str or Path
         Shared data folder holding ``miri_mrs/``.
     workdir : str or Path
-        Writable folder (derived regions file, cubepar).
+        Writable folder (regions file, cubepar).
     cfg : MiriConfig
         Settings.
 
     Returns
     -------
     dict
-        ``rows`` (one per method and N: ``method``, ``N``, ``half_amp``, ``rms``,
-        ``half_amp_noisefree``, ``rms_noisefree``, ``ap_vs_standard`` (median ratio of
-        aperture spectra), ``ap_vs_standard_p95`` (95th percentile of |ratio - 1|),
-        ``ap_total_vs_standard``, ``seconds``), ``noise_floor`` and ``noise_floor_rms``
-        (the measure on an artifact-free cube plus the standard cube's noise; None
-        without the noise-free run),
-        ``spaxel_arcsec``, ``box``, ``n_wave``, ``peak_snr``, ``config``.
+        ``rows`` (one per channel, method and N: ``channel``, ``method``, ``N``,
+        ``half_amp``, ``rms``, ``half_amp_noisefree``, ``rms_noisefree``,
+        ``ap_vs_standard`` (median ratio of aperture spectra), ``ap_vs_standard_p95``
+        (95th percentile of |ratio - 1|), ``ap_total_vs_standard``, ``snr_reported``
+        (median aperture flux over the cube's ERR summed in quadrature), ``snr``
+        (median noise-free aperture flux over the rms of noisy minus noise-free; None
+        without the noise-free run), ``seconds``); ``channels`` (per channel:
+        ``noise_floor``, ``noise_floor_rms``, ``spaxel_arcsec``, ``cube_shape``,
+        ``box_arcsec``); for the first channel, the same keys at the top level (as
+        before); ``peak_snr``, ``box``, ``config``.
     """
     workdir = Path(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
@@ -491,45 +534,57 @@ def point_source_metrics(data_dir, workdir, cfg=DEFAULT_CONFIG):
         scenes["noisefree"] = False
     images = {}
     for name, noise in scenes.items():
-        m = miri_mrs_model(data_dir, workdir, err=cfg.err)
+        m = miri_mrs_model(data_dir, workdir, err=cfg.err, band=cfg.band)
         inject_point_source(m, alpha0=cfg.alpha0, beta0=cfg.beta0, seed=cfg.seed, noise=noise)
+        if cfg.only_channels:
+            _blank_other_channels(m, cfg.channels)
         images[name] = m
     nf = images.get("noisefree", images["noisy"])
     peak_snr = float(np.nanmax(nf.data) / cfg.err)
 
-    runs = [("standard", 1)] + [("ours", n) for n in cfg.oversamples] + [("jwst", n) for n in cfg.jwst_oversamples]
+    runs = ([("standard", 1, None)] + [("ours", n, None) for n in cfg.oversamples]
+            + [(v, cfg.oversamples[-1], kw) for v, kw in cfg.variants.items()]
+            + [("jwst", n, None) for n in cfg.jwst_oversamples])  # fmt: skip
     cubes, seconds = {}, {}
-    grid = None
-    for method, n in runs:
+    grids, spaxel = {}, {}
+    for method, n, overrides in runs:
         for name in scenes:
-            img, dt = _run_step(method, images[name], n)
+            img, dt = _run_step(method if method in ("standard", "jwst") else "ours",
+                                images[name], n, overrides)  # fmt: skip
             if name == "noisy":
                 seconds[(method, n)] = dt
-            cube = build_cube(img, cubepar, cfg.wave_range, grid)
-            if grid is None:
-                grid = {"ra_center": cube.meta.wcsinfo.crval1, "dec_center": cube.meta.wcsinfo.crval2,
-                        "nspax_x": int(cube.data.shape[2]), "nspax_y": int(cube.data.shape[1])}
-                spaxel = float(abs(cube.meta.wcsinfo.cdelt2) * 3600.0)
-            cubes[(method, n, name)] = _as_measure_cube(cube)
-            log.info("MIRI %s N=%d %s: step %.1f s, cube %s", method, n, name, dt, cube.data.shape)
+            for ch, wave_range in cfg.channels.items():
+                cube = build_cube(img, cubepar, wave_range, grids.get(ch), channel=ch)
+                if ch not in grids:
+                    grids[ch] = {"ra_center": cube.meta.wcsinfo.crval1,
+                                 "dec_center": cube.meta.wcsinfo.crval2,
+                                 "nspax_x": int(cube.data.shape[2]),
+                                 "nspax_y": int(cube.data.shape[1])}  # fmt: skip
+                    spaxel[ch] = float(abs(cube.meta.wcsinfo.cdelt2) * 3600.0)
+                cubes[(ch, method, n, name)] = _as_measure_cube(cube)
+            log.info("MIRI %s %s N=%d %s: step %.1f s", cfg.band, method, n, name, dt)
+            del img
 
-    ref_key = ("standard", 1, "noisefree" if cfg.noise_free else "noisy")
-    ref = cubes[ref_key][0]
-    spaxels = M.brightest_spaxels(ref, cfg.n_spaxels)
-    box = M.aperture_box(ref, cfg.box)
-    ap_std = M.aperture_spectrum(cubes[("standard", 1, "noisy")][0], box)[0]
-
-    rows = []
-    for method, n in runs:
-        row = {"method": method, "N": n, "seconds": seconds[(method, n)]}
-        for name in scenes:
-            cube = cubes[(method, n, name)][0]
-            ap = M.aperture_spectrum(cube, box)[0]
-            st = M.artifact_amplitude(cube, spaxels, ap)
-            sfx = "" if name == "noisy" else "_noisefree"
-            row["half_amp" + sfx] = st.median_half_amplitude
-            row["rms" + sfx] = st.median_rms
-            if name == "noisy":
+    rows, per_channel = [], {}
+    for ch in cfg.channels:
+        ref_key = (ch, "standard", 1, "noisefree" if cfg.noise_free else "noisy")
+        ref = cubes[ref_key][0]
+        spaxels = M.brightest_spaxels(ref, cfg.n_spaxels)
+        box = M.aperture_box(ref, cfg.box)
+        ap_std = M.aperture_spectrum(cubes[(ch, "standard", 1, "noisy")][0], box)[0]
+        for method, n, _ in runs:
+            row = {"channel": ch, "method": method, "N": n, "seconds": seconds[(method, n)]}
+            aps = {}
+            for name in scenes:
+                cube, cube_err = cubes[(ch, method, n, name)]
+                ap, ap_err = M.aperture_spectrum(cube, box, err=cube_err)
+                aps[name] = ap
+                st = M.artifact_amplitude(cube, spaxels, ap)
+                sfx = "" if name == "noisy" else "_noisefree"
+                row["half_amp" + sfx] = st.median_half_amplitude
+                row["rms" + sfx] = st.median_rms
+                if name != "noisy":
+                    continue
                 with np.errstate(divide="ignore", invalid="ignore"):
                     ratio = ap / ap_std
                 ok = np.isfinite(ratio)
@@ -537,30 +592,40 @@ def point_source_metrics(data_dir, workdir, cfg=DEFAULT_CONFIG):
                 row["ap_vs_standard"] = float(np.median(ratio[ok]))
                 row["ap_vs_standard_p95"] = float(np.percentile(np.abs(ratio[ok] - 1), 95))
                 row["ap_total_vs_standard"] = float(np.nansum(ap[ok]) / np.nansum(ap_std[ok]))
-        rows.append(row)
+                row["snr_reported"] = float(np.nanmedian((ap / ap_err)[ok]))
+            row["snr"] = None
+            if cfg.noise_free:
+                diff = (aps["noisy"] - aps["noisefree"])[2:-2]
+                row["snr"] = float(np.nanmedian(aps["noisefree"][2:-2]) / np.nanstd(diff))
+            rows.append(row)
 
-    # Noise floor: a cube with no artifacts at all (each spaxel = its median fraction of
-    # the noise-free standard aperture spectrum) plus the standard cube's own noise.
-    noise_floor = noise_floor_rms = None
-    if cfg.noise_free:
-        noise = cubes[("standard", 1, "noisy")][0] - cubes[("standard", 1, "noisefree")][0]
-        ap_nf = M.aperture_spectrum(ref, box)[0]
-        smooth = np.empty_like(ref)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            frac = np.nanmedian(ref / ap_nf[None, None, :], axis=2)
-        smooth[:] = frac[:, :, None] * ap_nf[None, None, :]
-        fl = smooth + noise
-        st = M.artifact_amplitude(fl, spaxels, M.aperture_spectrum(fl, box)[0])
-        noise_floor, noise_floor_rms = st.median_half_amplitude, st.median_rms
+        # Noise floor: a cube with no artifacts at all (each spaxel = its median fraction
+        # of the noise-free standard aperture spectrum) plus the standard cube's noise.
+        noise_floor = noise_floor_rms = None
+        if cfg.noise_free:
+            noise = cubes[(ch, "standard", 1, "noisy")][0] - ref
+            ap_nf = M.aperture_spectrum(ref, box)[0]
+            smooth = np.empty_like(ref)
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                frac = np.nanmedian(ref / ap_nf[None, None, :], axis=2)
+            smooth[:] = frac[:, :, None] * ap_nf[None, None, :]
+            fl = smooth + noise
+            st = M.artifact_amplitude(fl, spaxels, M.aperture_spectrum(fl, box)[0])
+            noise_floor, noise_floor_rms = st.median_half_amplitude, st.median_rms
+        per_channel[ch] = {
+            "noise_floor": noise_floor,
+            "noise_floor_rms": noise_floor_rms,
+            "spaxel_arcsec": spaxel[ch],
+            "box_arcsec": cfg.box * spaxel[ch],
+            "cube_shape": [int(v) for v in ref.shape],
+        }
+    first = per_channel[next(iter(cfg.channels))]
     return {
         "rows": rows,
-        "noise_floor": noise_floor,
-        "noise_floor_rms": noise_floor_rms,
-        "spaxel_arcsec": spaxel,
+        "channels": per_channel,
+        **first,
         "box": cfg.box,
-        "box_arcsec": cfg.box * spaxel,
-        "cube_shape": [int(v) for v in cubes[ref_key][0].shape],
         "peak_snr": peak_snr,
         "config": cfg.as_dict(),
     }
