@@ -110,7 +110,7 @@ class MIRIMRSAdapter(ModeAdapter):
         return np.asarray(alpha, dtype=np.float64), wave
 
     def parameters(self):
-        return FitParameters.miri_mrs()
+        return FitParameters.miri_mrs(self.meta.instrument.detector)
 
     def channel_groups(self, regions):
         ids = np.unique(regions[regions > 0])
