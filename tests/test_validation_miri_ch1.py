@@ -41,9 +41,7 @@ def test_channel1_ours_no_worse_than_jwst_and_flux_kept(ch1):
     )
     assert std["half_amp"] > 2 * ours["half_amp"]  # the artifacts are there, and removed
     assert ours["half_amp"] <= jwst["half_amp"]
-    # flux of the whole cube (a small box also gains or loses flux by resampling alone).
-    # The issue's goal is 0.3%; measured with the current core: ours -1.3%, jwst -2.5%
-    # (at N = 3 the oversampled image of channel 1's sub-pixel PSF does not conserve each
-    # detector row's flux: median row ratio 0.984). Asserted: no worse than jwst, < 2%.
-    assert abs(ours["field_vs_standard"] - 1) <= abs(jwst["field_vs_standard"] - 1)
-    assert ours["field_vs_standard"] == pytest.approx(1.0, abs=0.02)
+    # flux of the whole cube (a small box also gains or loses flux by resampling alone)
+    # within 0.3% of the standard cube's. Measured: ours 1.0005 (jwst 0.977); with the
+    # 36-knot preset of jwst ours was 0.992 and its artifacts 3.99% (jwst 3.34%).
+    assert ours["field_vs_standard"] == pytest.approx(1.0, abs=0.003)
