@@ -185,3 +185,17 @@ def test_bad_input_gets_a_clear_error(kwargs, error, match):
             args[key] = kwargs.pop(key)
     with pytest.raises(error, match=match):
         adaptive_trace_model(args["flux"], args["alpha"], args["regions"], **kwargs)
+
+
+def test_compact_source_band_covers_the_core_and_not_the_whole_slice(point):
+    """Band selection (II.5): the spline is used where the profile is undersampled,
+    the linear model elsewhere in the slice."""
+    sc, res, truth = point
+    star_slice = int(np.argmin(np.abs(sc.beta - sc.sources[0].beta))) + 1
+    k = list(res.region_ids).index(star_slice)
+    assert 3 <= res.n_band_rows[k] <= 12  # of the slice's 30 rows
+    peak = np.nanmax(truth)
+    core = truth > 0.1 * peak
+    assert res.band[core].mean() > 0.99
+    in_slice = sc.regions[res.near_row] == star_slice
+    assert res.band[in_slice].mean() < 0.4
