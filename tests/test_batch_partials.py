@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("distributed")
+import distributed  # noqa: F401  (in the [test] extra: missing must fail)
 
 from writekill import site_env  # noqa: E402
 

@@ -99,7 +99,7 @@ from atm_step.batch import run
 @pytest.mark.parametrize("guarded", [False, True], ids=["no-guard", "guard"])
 def test_batch_script_main_guard(mos_files, tmp_path, guarded):
     """README's Python example, with and without `if __name__ == "__main__":`."""
-    pytest.importorskip("distributed")
+    import distributed  # noqa: F401  (in the [test] extra: missing must fail)
     call = (f"report = run([{str(mos_files[0])!r}], output_dir='out', workers=1, "
             "progress=False)\nprint(report.table())")
     body = ('if __name__ == "__main__":\n' + textwrap.indent(call, "    ")) if guarded else call
