@@ -6,6 +6,7 @@ directory; the shared files are never modified.
 """
 
 import logging
+import time
 
 import numpy as np
 from astropy.io import fits
@@ -144,3 +145,13 @@ def assert_same_snapshot(before, after):
         for ca, cb in zip(wa[2], wb[2], strict=True):
             for u, v in zip(ca, cb, strict=True):
                 assert np.array_equal(u, v, equal_nan=True)
+
+
+def wait_for(predicate, timeout, what):
+    """Poll ``predicate`` every 0.1 s; AssertionError naming ``what`` after ``timeout`` s."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")

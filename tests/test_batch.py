@@ -22,6 +22,8 @@ import pytest
 
 import distributed  # noqa: F401  (in the [test] extra: missing must fail)
 
+from helpers import wait_for as _wait_for  # noqa: E402
+
 from atm_step.batch import expand_inputs, is_complete, output_name, run  # noqa: E402
 from atm_step.cli import main  # noqa: E402
 from atm_step.step import AdaptiveTraceModelStep  # noqa: E402
@@ -121,15 +123,6 @@ def _stop(proc, timeout=20):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=timeout)
-
-
-def _wait_for(predicate, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 # ----------------------------------------------------------------- fast, no cluster
@@ -285,7 +278,6 @@ def test_interrupted_run_leaves_no_truncated_output_and_rerun_finishes(mos_copie
 
 def test_killed_worker_leaves_no_truncated_output(mos_copies, tmp_path):
     """SIGKILL one worker of a 2-worker local cluster mid-batch; then rerun."""
-    import distributed
 
     out = tmp_path / "out"
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,

@@ -10,13 +10,12 @@ chosen point with `writekill`; the real runner, step and save code run.
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import pytest
 
 import distributed  # noqa: F401  (in the [test] extra: missing must fail)
 
+from helpers import wait_for as _wait_for  # noqa: E402
 from writekill import site_env  # noqa: E402
 
 from atm_step.atomic import PARTIAL_MARK  # noqa: E402
@@ -25,15 +24,6 @@ from atm_step.batch import is_complete, output_name, run  # noqa: E402
 
 def _partials(folder):
     return sorted(p for p in Path(folder).iterdir() if PARTIAL_MARK in p.name)
-
-
-def _wait_for(predicate, timeout, what):
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
 def test_second_run_leaves_first_runs_save_alone(mos_files, tmp_path):
