@@ -43,12 +43,17 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   in crowded fields this discards most of some slices. Here no pixels are trimmed:
   edge pixels are fitted like any other and outliers are left to the rejection.
 - The fit is a set of one-idea kernels (`_pixel_table`, `_move_window`,
-  `_sampled_range`, `_robust_fit`, `_model_column`, `_rescale_lost_columns`) driven
-  by `_fit_region`, with the region's scalars in one `RegionSetup`;
-  `atm_step.core.reference.reference_fit_region` is the same recipe in NumPy/scipy.
-- Regions are independent and are fitted in parallel threads: the compiled kernel of
-  one region releases the GIL, and a thread pool (``maximum_cores`` threads) runs
-  them. (A Numba ``prange`` over regions does the same but adds ~8 s to the first,
+  `_sampled_range`, `_robust_fit`, `_model_column`, `_rescale_lost_columns`), with
+  the region's scalars in one `RegionSetup`; the per-column loop is one compiled
+  kernel (`_fit_columns`), and the Python driver `_fit_region` calls the per-region
+  kernels one after the other. A kernel is compiled on its first use, together
+  with every kernel it calls: keeping the per-region kernels apart compiles each
+  once, and `_choose_penalty` (GCV) only when a call asks for it, which keeps the
+  first, uncached run short. `atm_step.core.reference.reference_fit_region` is the
+  same recipe in NumPy/scipy.
+- Regions are independent and are fitted in parallel threads: the compiled kernels
+  release the GIL, and a thread pool (``maximum_cores`` threads) runs the regions.
+  (A Numba ``prange`` over regions does the same but adds ~8 s to the first,
   uncached compilation.)
 """
 
@@ -562,8 +567,7 @@ def _penalty_trace(chol, order, z):
 
 
 @numba.njit(cache=True, nogil=True)
-def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, rej, occ, ata_all, aty_all,
-                    sums_all, ata, aty, sums, pen, scale, chol, coef, trial, cand, z, cfg):  # fmt: skip
+def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg):
     """
     Relative roughness-penalty weight of a region by generalised cross-validation.
 
@@ -574,9 +578,28 @@ def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, rej, occ, ata_al
     of parameters) is kept, and the region uses the median over the stretches. A
     sharp, well-sampled, bright profile gets a small weight (resolution); a faint or
     noisy one a large weight (smoothness). Returns the relative weight.
+
+    Called from Python only when the weight is to be chosen (``cfg.penalty < 0``), so
+    that a default call never compiles it; its work arrays are its own (the column
+    fits that follow start from fresh ones: rejection marks here are never a column
+    index, and the window's sums are rebuilt at the first column).
     """
     nx = v.shape[0]
-    ncoef = ata.shape[0]
+    nr = v.shape[1]
+    ncoef = cfg.nknots + 3
+    rej = np.full((nx, nr), -1, dtype=np.int64)
+    occ = np.zeros(cfg.nknots * FINE_BINS_PER_KNOT + 1, dtype=np.int64)
+    ata_all = np.zeros((ncoef, 4))
+    aty_all = np.zeros(ncoef)
+    sums_all = np.zeros(3)
+    ata = np.zeros((ncoef, 4))
+    aty = np.zeros(ncoef)
+    sums = np.zeros(3)
+    chol = np.empty((ncoef, 4))
+    coef = np.zeros(ncoef)
+    trial = np.zeros(ncoef)
+    cand = np.empty((2 * cfg.window + 1) * nr, dtype=np.int64)
+    z = np.empty(ncoef)
     binw = (cfg.a1 - cfg.a0) / cfg.nknots / FINE_BINS_PER_KNOT
     ngrid = GCV_LOG_GRID.shape[0]
     chosen = np.empty(GCV_WINDOWS)
@@ -707,23 +730,21 @@ def _sweep_bounds(order_code, sweep, nx):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fit_region(flux, alpha, regions, alpha_os, near, cfg, pen, out_native, out_norm, out_os,
-                counts, penalty):  # fmt: skip
+def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngood, v, bidx,
+                 bval, fbin, clo, chi, out_native, out_norm, out_os, col_scale, counts):  # fmt: skip
     """
-    Spline model of every column of one region (see the module docstring): the
-    driver of the one-idea kernels above. Writes the region's pixels of the output
-    arrays, ``counts = (columns fitted, columns reusing a fit, rejections)`` and
-    ``penalty[0]``, the relative penalty weight used. ``pen``: the band of the
-    penalty matrix (`difference_penalty`).
+    Spline model of every column of one region (see the module docstring), from its
+    column norms (`column_norms`) and pixel table (`_pixel_table`), with penalty
+    weight ``lam`` on the band ``pen`` (`difference_penalty`): the per-column loop
+    over the one-idea kernels above. Writes the region's pixels of the output arrays,
+    each modelled column's scale ``col_scale[c]`` and ``counts = (columns fitted,
+    columns reusing a fit, rejections)``.
     """
     nx = flux.shape[1]
     nr = cfg.row1 - cfg.row0 + 1
     ncoef = cfg.nknots + 3
     h = (cfg.a1 - cfg.a0) / cfg.nknots
     binw = h / FINE_BINS_PER_KNOT
-    norm, ngood = column_norms(flux, alpha, regions, cfg.rid, cfg.row0, cfg.row1, cfg.a0,
-                               cfg.a1, 2 * cfg.nknots, MAX_MISSING_FLUX)  # fmt: skip
-    v, bidx, bval, fbin, clo, chi = _pixel_table(flux, alpha, regions, norm, cfg)
     rej = np.full((nx, nr), -1, dtype=np.int64)  # column whose fit rejected the pixel
 
     ata_all = np.zeros((ncoef, 4))  # normal equations of every pixel in the window
@@ -738,24 +759,7 @@ def _fit_region(flux, alpha, regions, alpha_os, near, cfg, pen, out_native, out_
     prev = np.zeros(ncoef)
     occ = np.zeros(cfg.nknots * FINE_BINS_PER_KNOT + 1, dtype=np.int64)
     cand = np.empty((2 * cfg.window + 1) * nr, dtype=np.int64)
-    col_scale = np.full(nx, np.nan)
     b = np.empty(4)
-    z = np.empty(ncoef)
-    # penalty weights are relative to the window's points per coefficient, so that one
-    # value means the same smoothing for any slice length, window and knot count
-    nfitted = 0
-    for x in range(nx):
-        for rr in range(nr):
-            if bidx[x, rr] >= 0:
-                nfitted += 1
-    scale = nfitted / nx * (2 * cfg.window + 1) / ncoef
-    rel = cfg.penalty
-    if rel < 0:
-        rel = _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, rej, occ, ata_all,
-                              aty_all, sums_all, ata, aty, sums, pen, scale, chol, coef,
-                              trial, cand, z, cfg)  # fmt: skip
-    penalty[0] = rel
-    lam = rel * scale
     seed = np.empty((2, cfg.scale_top))
     col_d = np.empty(nr)
     col_m = np.empty(nr)
@@ -797,11 +801,40 @@ def _fit_region(flux, alpha, regions, alpha_os, near, cfg, pen, out_native, out_
             col_scale[c] = _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os,
                                          near, cfg, b, seed, col_d, col_m, out_native,
                                          out_norm, out_os)  # fmt: skip
-    _rescale_lost_columns(norm, col_scale, cfg.window, cfg.row0, cfg.row1, cfg.rid, regions,
-                          near, cfg.j0, cfg.j1, out_native, out_os, cfg.shared)  # fmt: skip
     counts[0] = n_fit
     counts[1] = n_reuse
     counts[2] = n_rej
+
+
+def _fit_region(flux, alpha, regions, alpha_os, near, cfg, out_native, out_norm, out_os,
+                counts):  # fmt: skip
+    """
+    Spline model of every column of one region: the driver of the compiled kernels
+    above (`column_norms`, `_pixel_table`, `_choose_penalty` only when the penalty
+    weight is to be chosen, `_fit_columns`, `_rescale_lost_columns`), each a separate
+    compiled function called from here, so that a call compiles only the kernels it
+    runs, and each of them once. Writes the region's pixels of the output arrays and
+    ``counts`` (see `_fit_columns`); returns the relative penalty weight used.
+    """
+    nx = flux.shape[1]
+    ncoef = cfg.nknots + 3
+    norm, ngood = column_norms(flux, alpha, regions, cfg.rid, cfg.row0, cfg.row1, cfg.a0,
+                               cfg.a1, 2 * cfg.nknots, MAX_MISSING_FLUX)  # fmt: skip
+    v, bidx, bval, fbin, clo, chi = _pixel_table(flux, alpha, regions, norm, cfg)
+    pen = difference_penalty(ncoef, cfg.penalty_order)
+    # penalty weights are relative to the window's points per coefficient, so that one
+    # value means the same smoothing for any slice length, window and knot count
+    nfitted = int(np.count_nonzero(bidx >= 0))
+    scale = nfitted / nx * (2 * cfg.window + 1) / ncoef
+    rel = cfg.penalty
+    if rel < 0:
+        rel = _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg)
+    col_scale = np.full(nx, np.nan)
+    _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, rel * scale, norm, ngood, v,
+                 bidx, bval, fbin, clo, chi, out_native, out_norm, out_os, col_scale, counts)  # fmt: skip
+    _rescale_lost_columns(norm, col_scale, cfg.window, cfg.row0, cfg.row1, cfg.rid, regions,
+                          near, cfg.j0, cfg.j1, out_native, out_os, cfg.shared)  # fmt: skip
+    return float(rel)
 
 
 @dataclass
@@ -974,9 +1007,8 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None):
     def fit_one(k):
         # the compiled kernel releases the GIL, so regions run in parallel threads;
         # each writes only its own region's pixels
-        pen = difference_penalty(setups[k].nknots + 3, setups[k].penalty_order)
-        _fit_region(flux, alpha_c, regions, alpha_os_c, near, setups[k], pen, spline_native,
-                    model_native, spline_os, counts[k], penalty[k : k + 1])  # fmt: skip
+        penalty[k] = _fit_region(flux, alpha_c, regions, alpha_os_c, near, setups[k],
+                                 spline_native, model_native, spline_os, counts[k])  # fmt: skip
 
     threads = numba.get_num_threads()
     if threads == 1 or ids.size == 1:
