@@ -141,7 +141,15 @@ def region_setup(geom, k, nknots, min_good, j0, j1, params, shared):
     )  # fmt: skip
 
 
-@numba.njit(cache=True, nogil=True)
+#: One explicit signature per helper that callers pass constants to: without it Numba
+#: compiles a version per literal argument value (and per type seen during inference).
+_SCALE_SIG = "float64(float64[::1], float64[::1], int64, int64, float64, float64[:, ::1])"
+#: the window kernels' arrays: bidx, bval, fbin, v, occ, ata, aty, sums
+_WINDOW_ARRAYS = ("int64[:, ::1], float64[:, :, ::1], int64[:, ::1], float64[:, ::1], "
+                  "int64[::1], float64[:, ::1], float64[::1], float64[::1]")
+
+
+@numba.njit(_SCALE_SIG, cache=True, nogil=True)
 def column_scale(data, model, n, top, clip, seed):
     """
     Scale of a normalised model to one column (paper II.3).
@@ -164,12 +172,12 @@ def column_scale(data, model, n, top, clip, seed):
 
     Parameters
     ----------
-    data, model : ndarray of float64, shape (>= n,)
+    data, model : ndarray of float64, shape (>= n,), C-contiguous
         Column pixels (flux units) and the normalised model at them; the first ``n``
         are used.
     n, top : int
     clip : float
-    seed : ndarray of float64, shape (2, >= top)
+    seed : ndarray of float64, shape (2, >= top), C-contiguous
         Work space (highest weights and their ratios); nothing is allocated here.
 
     Returns
@@ -376,7 +384,7 @@ def _pixel_table(flux, alpha, regions, norm, cfg):
     return v, bidx, bval, fbin, clo, chi
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit("void(int64, int64, " + _WINDOW_ARRAYS + ")", cache=True, nogil=True)
 def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty, sums):
     """Add (``sign`` = 1) or remove (-1) the pixels of column ``x`` to the window's
     normal equations, point sums ``(n, sum v, sum v**2)`` and sampling histogram."""
@@ -391,7 +399,8 @@ def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty, sums):
             sums[2] += sign * y * y
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit("UniTuple(int64, 3)(int64, int64, int64, int64, int64, " + _WINDOW_ARRAYS + ")",
+           cache=True, nogil=True)
 def _move_window(c, window, wl, wr, since_refresh, bidx, bval, fbin, v, occ, ata, aty, sums):
     """
     Bring the window's sums from columns ``wl .. wr`` to those of column ``c``:
@@ -489,9 +498,14 @@ def _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all, sums_all,
 
     Returns ``(fitted, n_rejected)``; ``coef`` holds the fit when ``fitted``.
     """
-    ata[:, :] = ata_all
-    aty[:] = aty_all
-    sums[:] = sums_all
+    # explicit loops: a slice assignment from an array compiles Numba's broadcasting
+    # and shape checks (seconds of first-run compilation), for the same copy
+    for i in range(ata.shape[0]):
+        aty[i] = aty_all[i]
+        for d in range(4):
+            ata[i, d] = ata_all[i, d]
+    for i in range(3):
+        sums[i] = sums_all[i]
     if not solve_banded(ata, pen, lam, aty, chol, coef):
         return False, 0
     nr = bidx.shape[1]
@@ -528,7 +542,8 @@ def _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all, sums_all,
         nrej += nnew
         if not solve_banded(ata, pen, lam, aty, chol, trial):
             break  # keep the last good fit
-        coef[:] = trial
+        for i in range(coef.shape[0]):
+            coef[i] = trial[i]
     return True, nrej
 
 
@@ -787,13 +802,15 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
             if fitted:
                 n_fit += 1
                 n_rej += nrej
-                prev[:] = coef
+                for i in range(ncoef):
+                    prev[i] = coef[i]
                 prev_lo = lo
                 prev_hi = hi
                 have_prev = True
             elif have_prev:
                 n_reuse += 1
-                coef[:] = prev
+                for i in range(ncoef):
+                    coef[i] = prev[i]
                 lo = prev_lo
                 hi = prev_hi
             else:
