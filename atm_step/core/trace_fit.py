@@ -239,7 +239,6 @@ def column_scale(data, model, n, top, clip, seed):
     return swr / sw
 
 
-@numba.njit(cache=True, nogil=True)
 def column_norms(flux, alpha, regions, rid, row0, row1, a0, a1, nbins, max_missing):
     """
     Normalisation of each column of a region: its sum, corrected for missing pixels.
@@ -253,6 +252,21 @@ def column_norms(flux, alpha, regions, rid, row0, row1, a0, a1, nbins, max_missi
     than ``max_missing`` of its flux is left out of the fits (it is still modelled,
     from its neighbours, and scaled to its remaining pixels).
 
+    Parameters
+    ----------
+    flux, alpha : ndarray of float64, shape (ny, nx), C-contiguous
+        Image (flux units) and along-slice coordinate.
+    regions : ndarray of int64, shape (ny, nx), C-contiguous
+        Region map.
+    rid, row0, row1 : int
+        Region id and its first and last row.
+    a0, a1 : float
+        Alpha range of the region.
+    nbins : int
+        Alpha bins of the collapsed profile.
+    max_missing : float
+        Largest fraction of a column's flux its missing pixels may hold.
+
     Returns
     -------
     norm : ndarray, shape (nx,)
@@ -260,10 +274,27 @@ def column_norms(flux, alpha, regions, rid, row0, row1, a0, a1, nbins, max_missi
     ngood : ndarray of int64, shape (nx,)
         Finite pixels of the region in each column.
     """
+    # the arrays are made here, not in the compiled kernel: array creation inside a
+    # kernel adds to its first, uncached compilation
     nx = flux.shape[1]
     ngood = np.zeros(nx, dtype=np.int64)
     ninside = np.zeros(nx, dtype=np.int64)
     total = np.zeros(nx)
+    psum = np.zeros(int(nbins))
+    pcnt = np.zeros(int(nbins))
+    norm = np.full(nx, np.nan)
+    _column_norms_kernel(flux, alpha, regions, int(rid), int(row0), int(row1), float(a0),
+                         float(a1), float(max_missing), ngood, ninside, total, psum, pcnt,
+                         norm)  # fmt: skip
+    return norm, ngood
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_norms_kernel(flux, alpha, regions, rid, row0, row1, a0, a1, max_missing, ngood,
+                         ninside, total, psum, pcnt, norm):  # fmt: skip
+    """`column_norms` into the given zeroed arrays (``norm`` NaN)."""
+    nx = flux.shape[1]
+    nbins = psum.shape[0]
     for x in range(nx):
         for y in range(row0, row1 + 1):
             if regions[y, x] == rid and np.isfinite(alpha[y, x]):
@@ -272,8 +303,6 @@ def column_norms(flux, alpha, regions, rid, row0, row1, a0, a1, nbins, max_missi
                     total[x] += flux[y, x]
                     ngood[x] += 1
     scale = nbins / (a1 - a0)
-    psum = np.zeros(nbins)
-    pcnt = np.zeros(nbins)
     for x in range(nx):
         if ngood[x] == ninside[x] and total[x] > 0:
             for y in range(row0, row1 + 1):
@@ -283,7 +312,6 @@ def column_norms(flux, alpha, regions, rid, row0, row1, a0, a1, nbins, max_missi
                     pcnt[k] += 1
     for k in range(nbins):
         psum[k] = max(psum[k] / pcnt[k], 0.0) if pcnt[k] > 0 else 0.0
-    norm = np.full(nx, np.nan)
     for x in range(nx):
         if not total[x] > 0:
             continue
@@ -301,7 +329,6 @@ def column_norms(flux, alpha, regions, rid, row0, row1, a0, a1, nbins, max_missi
         f = missing / expect if expect > 0 else 0.0
         if f <= max_missing:
             norm[x] = total[x] / (1.0 - f)
-    return norm, ngood
 
 
 @numba.njit(cache=True, nogil=True)
@@ -345,13 +372,22 @@ def _rescale_lost_columns(norm, col_scale, window, row0, row1, rid, regions, nea
                 out_os[j, c] *= f
 
 
+def _new_pixel_table(nx, cfg):
+    """The arrays `_pixel_table` fills, in their initial state."""
+    nr = cfg.row1 - cfg.row0 + 1
+    return (np.full((nx, nr), np.nan), np.full((nx, nr), -1, dtype=np.int64),
+            np.zeros((nx, nr, 4)), np.zeros((nx, nr), dtype=np.int64), np.full(nx, np.inf),
+            np.full(nx, -np.inf))  # fmt: skip
+
+
 @numba.njit(cache=True, nogil=True)
-def _pixel_table(flux, alpha, regions, norm, cfg):
+def _pixel_table(flux, alpha, regions, norm, cfg, v, bidx, bval, fbin, clo, chi, b):
     """
     Per-pixel quantities of a region, computed once: normalised value ``v``, index
     ``bidx`` (-1: pixel not fitted) and values ``bval`` of its four B-splines, its bin
     ``fbin`` in the sampling histogram; per column, the alpha range ``clo .. chi`` of
-    its fitted pixels. Arrays are indexed ``[column, row - row0]``.
+    its fitted pixels. Arrays are indexed ``[column, row - row0]`` and come from
+    `_new_pixel_table`; ``b`` is work space (4 values).
     """
     nx = flux.shape[1]
     nr = cfg.row1 - cfg.row0 + 1
@@ -359,13 +395,6 @@ def _pixel_table(flux, alpha, regions, norm, cfg):
     inv_h = 1.0 / h
     nfine = cfg.nknots * FINE_BINS_PER_KNOT + 1
     binw = h / FINE_BINS_PER_KNOT
-    v = np.full((nx, nr), np.nan)
-    bidx = np.full((nx, nr), -1, dtype=np.int64)
-    bval = np.zeros((nx, nr, 4))
-    fbin = np.zeros((nx, nr), dtype=np.int64)
-    clo = np.full(nx, np.inf)
-    chi = np.full(nx, -np.inf)
-    b = np.empty(4)
     for x in range(nx):
         s = norm[x]
         if not s > 0:
@@ -381,7 +410,6 @@ def _pixel_table(flux, alpha, regions, norm, cfg):
                 fbin[x, rr] = min(max(int((a - cfg.a0) / binw), 0), nfine - 1)
                 clo[x] = min(clo[x], a)
                 chi[x] = max(chi[x], a)
-    return v, bidx, bval, fbin, clo, chi
 
 
 @numba.njit("void(int64, int64, " + _WINDOW_ARRAYS + ")", cache=True, nogil=True)
@@ -582,7 +610,8 @@ def _penalty_trace(chol, order, z):
 
 
 @numba.njit(cache=True, nogil=True)
-def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg):
+def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg, work, z,
+                    chosen):  # fmt: skip
     """
     Relative roughness-penalty weight of a region by generalised cross-validation.
 
@@ -595,29 +624,27 @@ def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg)
     noisy one a large weight (smoothness). Returns the relative weight.
 
     Called from Python only when the weight is to be chosen (``cfg.penalty < 0``), so
-    that a default call never compiles it; its work arrays are its own (the column
-    fits that follow start from fresh ones: rejection marks here are never a column
-    index, and the window's sums are rebuilt at the first column).
+    that a default call never compiles it. ``work`` (`column_work`), ``z`` (ncoef)
+    and ``chosen`` (`GCV_WINDOWS`) are work arrays; the column fits that follow get
+    fresh ones (rejection marks here are never a column index, and the window's sums
+    are rebuilt at the first column anyway).
     """
     nx = v.shape[0]
-    nr = v.shape[1]
     ncoef = cfg.nknots + 3
-    rej = np.full((nx, nr), -1, dtype=np.int64)
-    occ = np.zeros(cfg.nknots * FINE_BINS_PER_KNOT + 1, dtype=np.int64)
-    ata_all = np.zeros((ncoef, 4))
-    aty_all = np.zeros(ncoef)
-    sums_all = np.zeros(3)
-    ata = np.zeros((ncoef, 4))
-    aty = np.zeros(ncoef)
-    sums = np.zeros(3)
-    chol = np.empty((ncoef, 4))
-    coef = np.zeros(ncoef)
-    trial = np.zeros(ncoef)
-    cand = np.empty((2 * cfg.window + 1) * nr, dtype=np.int64)
-    z = np.empty(ncoef)
+    rej = work.rej
+    occ = work.occ
+    ata_all = work.ata_all
+    aty_all = work.aty_all
+    sums_all = work.sums_all
+    ata = work.ata
+    aty = work.aty
+    sums = work.sums
+    chol = work.chol
+    coef = work.coef
+    trial = work.trial
+    cand = work.cand
     binw = (cfg.a1 - cfg.a0) / cfg.nknots / FINE_BINS_PER_KNOT
     ngrid = GCV_LOG_GRID.shape[0]
-    chosen = np.empty(GCV_WINDOWS)
     nchosen = 0
     for q in range(GCV_WINDOWS):
         best_c = -1
@@ -744,40 +771,77 @@ def _sweep_bounds(order_code, sweep, nx):
     return nx - 1, nx // 2, -1
 
 
+class ColumnWork(NamedTuple):
+    """Work arrays of `_fit_columns` for one region, made in Python (`column_work`):
+    array creation inside a kernel adds to its first, uncached compilation."""
+
+    rej: np.ndarray  #: (nx, nr) int64: column whose fit rejected the pixel, -1 none
+    ata_all: np.ndarray  #: (ncoef, 4) normal equations of every pixel in the window
+    aty_all: np.ndarray  #: (ncoef,)
+    sums_all: np.ndarray  #: (3,) point sums (n, sum v, sum v**2) of the window
+    ata: np.ndarray  #: (ncoef, 4) ... less the pixels rejected by the current column's fit
+    aty: np.ndarray  #: (ncoef,)
+    sums: np.ndarray  #: (3,)
+    chol: np.ndarray  #: (ncoef, 4) Cholesky factor
+    coef: np.ndarray  #: (ncoef,) current fit
+    trial: np.ndarray  #: (ncoef,) fit after a rejection pass
+    prev: np.ndarray  #: (ncoef,) last fitted column's coefficients
+    occ: np.ndarray  #: (nknots * FINE_BINS_PER_KNOT + 1,) int64 sampling histogram
+    cand: np.ndarray  #: ((2 window + 1) nr,) int64 rejection candidates
+    b: np.ndarray  #: (4,) B-spline values
+    seed: np.ndarray  #: (2, scale_top) `column_scale` work
+    col_d: np.ndarray  #: (nr,) a column's data and model for `column_scale`
+    col_m: np.ndarray  #: (nr,)
+
+
+def column_work(nx, cfg):
+    """The `ColumnWork` of a region with ``nx`` columns and setup ``cfg``."""
+    nr = cfg.row1 - cfg.row0 + 1
+    ncoef = cfg.nknots + 3
+    return ColumnWork(
+        rej=np.full((nx, nr), -1, dtype=np.int64), ata_all=np.zeros((ncoef, 4)),
+        aty_all=np.zeros(ncoef), sums_all=np.zeros(3), ata=np.zeros((ncoef, 4)),
+        aty=np.zeros(ncoef), sums=np.zeros(3), chol=np.empty((ncoef, 4)),
+        coef=np.zeros(ncoef), trial=np.zeros(ncoef), prev=np.zeros(ncoef),
+        occ=np.zeros(cfg.nknots * FINE_BINS_PER_KNOT + 1, dtype=np.int64),
+        cand=np.empty((2 * cfg.window + 1) * nr, dtype=np.int64), b=np.empty(4),
+        seed=np.empty((2, cfg.scale_top)), col_d=np.empty(nr), col_m=np.empty(nr),
+    )  # fmt: skip
+
+
 @numba.njit(cache=True, nogil=True)
 def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngood, v, bidx,
-                 bval, fbin, clo, chi, out_native, out_norm, out_os, col_scale, counts):  # fmt: skip
+                 bval, fbin, clo, chi, work, out_native, out_norm, out_os, col_scale, counts):  # fmt: skip
     """
     Spline model of every column of one region (see the module docstring), from its
     column norms (`column_norms`) and pixel table (`_pixel_table`), with penalty
-    weight ``lam`` on the band ``pen`` (`difference_penalty`): the per-column loop
-    over the one-idea kernels above. Writes the region's pixels of the output arrays,
-    each modelled column's scale ``col_scale[c]`` and ``counts = (columns fitted,
-    columns reusing a fit, rejections)``.
+    weight ``lam`` on the band ``pen`` (`difference_penalty`) and the work arrays
+    ``work`` (`column_work`): the per-column loop over the one-idea kernels above.
+    Writes the region's pixels of the output arrays, each modelled column's scale
+    ``col_scale[c]`` and ``counts = (columns fitted, columns reusing a fit,
+    rejections)``.
     """
     nx = flux.shape[1]
-    nr = cfg.row1 - cfg.row0 + 1
     ncoef = cfg.nknots + 3
     h = (cfg.a1 - cfg.a0) / cfg.nknots
     binw = h / FINE_BINS_PER_KNOT
-    rej = np.full((nx, nr), -1, dtype=np.int64)  # column whose fit rejected the pixel
-
-    ata_all = np.zeros((ncoef, 4))  # normal equations of every pixel in the window
-    aty_all = np.zeros(ncoef)
-    sums_all = np.zeros(3)
-    ata = np.zeros((ncoef, 4))  # ... less the pixels rejected by the current column's fit
-    aty = np.zeros(ncoef)
-    sums = np.zeros(3)
-    chol = np.empty((ncoef, 4))
-    coef = np.zeros(ncoef)
-    trial = np.zeros(ncoef)
-    prev = np.zeros(ncoef)
-    occ = np.zeros(cfg.nknots * FINE_BINS_PER_KNOT + 1, dtype=np.int64)
-    cand = np.empty((2 * cfg.window + 1) * nr, dtype=np.int64)
-    b = np.empty(4)
-    seed = np.empty((2, cfg.scale_top))
-    col_d = np.empty(nr)
-    col_m = np.empty(nr)
+    rej = work.rej
+    ata_all = work.ata_all
+    aty_all = work.aty_all
+    sums_all = work.sums_all
+    ata = work.ata
+    aty = work.aty
+    sums = work.sums
+    chol = work.chol
+    coef = work.coef
+    trial = work.trial
+    prev = work.prev
+    occ = work.occ
+    cand = work.cand
+    b = work.b
+    seed = work.seed
+    col_d = work.col_d
+    col_m = work.col_m
     n_fit = 0
     n_reuse = 0
     n_rej = 0
@@ -837,7 +901,8 @@ def _fit_region(flux, alpha, regions, alpha_os, near, cfg, out_native, out_norm,
     ncoef = cfg.nknots + 3
     norm, ngood = column_norms(flux, alpha, regions, cfg.rid, cfg.row0, cfg.row1, cfg.a0,
                                cfg.a1, 2 * cfg.nknots, MAX_MISSING_FLUX)  # fmt: skip
-    v, bidx, bval, fbin, clo, chi = _pixel_table(flux, alpha, regions, norm, cfg)
+    v, bidx, bval, fbin, clo, chi = _new_pixel_table(nx, cfg)
+    _pixel_table(flux, alpha, regions, norm, cfg, v, bidx, bval, fbin, clo, chi, np.empty(4))
     pen = difference_penalty(ncoef, cfg.penalty_order)
     # penalty weights are relative to the window's points per coefficient, so that one
     # value means the same smoothing for any slice length, window and knot count
@@ -845,10 +910,12 @@ def _fit_region(flux, alpha, regions, alpha_os, near, cfg, out_native, out_norm,
     scale = nfitted / nx * (2 * cfg.window + 1) / ncoef
     rel = cfg.penalty
     if rel < 0:
-        rel = _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg)
+        rel = _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg,
+                              column_work(nx, cfg), np.empty(ncoef), np.empty(GCV_WINDOWS))  # fmt: skip
     col_scale = np.full(nx, np.nan)
     _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, rel * scale, norm, ngood, v,
-                 bidx, bval, fbin, clo, chi, out_native, out_norm, out_os, col_scale, counts)  # fmt: skip
+                 bidx, bval, fbin, clo, chi, column_work(nx, cfg), out_native, out_norm, out_os,
+                 col_scale, counts)  # fmt: skip
     _rescale_lost_columns(norm, col_scale, cfg.window, cfg.row0, cfg.row1, cfg.rid, regions,
                           near, cfg.j0, cfg.j1, out_native, out_os, cfg.shared)  # fmt: skip
     return float(rel)
