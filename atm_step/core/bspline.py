@@ -27,6 +27,9 @@ __all__ = [
 #: support (outside the sampled alpha range) stays finite; far below the 1e-6 level at
 #: which fits are compared with scipy.
 RIDGE = 1e-12
+#: Options of the kernels called only from other kernels: no wrapper for calls from
+#: Python (it would be compiled, and optimised, for nothing on a first run)
+_HELPER = dict(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 def n_coefficients(nknots):
@@ -34,7 +37,7 @@ def n_coefficients(nknots):
     return nknots + 3
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def basis(a, a0, inv_h, nknots, out):
     """
     Values of the four cubic B-splines that are non-zero at ``a``.
@@ -59,7 +62,7 @@ def basis(a, a0, inv_h, nknots, out):
     return i
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def accumulate(ata, aty, i, b, y, w):
     """Add (``w`` > 0) or remove (``w`` < 0) one point to banded normal equations."""
     for p in range(4):
@@ -104,7 +107,7 @@ def difference_penalty(ncoef, order):
     return pen
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def solve_banded(ata, pen, lam, aty, chol, coef):
     """
     Solve banded (penalised) normal equations ``(ata + lam pen) c = aty`` by Cholesky.
@@ -175,7 +178,7 @@ def solve_banded(ata, pen, lam, aty, chol, coef):
     return True
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def evaluate(a, a0, inv_h, nknots, coef, b):
     """Value at ``a`` of the spline with coefficients ``coef`` (``b``: work, size 4)."""
     i = basis(a, a0, inv_h, nknots, b)

@@ -141,6 +141,9 @@ def region_setup(geom, k, nknots, min_good, j0, j1, params, shared):
     )  # fmt: skip
 
 
+#: Options of the kernels called only from other kernels: no wrapper for calls from
+#: Python (it would be compiled, and optimised, for nothing on a first run)
+_HELPER = dict(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 #: One explicit signature per helper that callers pass constants to: without it Numba
 #: compiles a version per literal argument value (and per type seen during inference).
 _SCALE_SIG = "float64(float64[::1], float64[::1], int64, int64, float64, float64[:, ::1])"
@@ -412,7 +415,7 @@ def _pixel_table(flux, alpha, regions, norm, cfg, v, bidx, bval, fbin, clo, chi,
                 chi[x] = max(chi[x], a)
 
 
-@numba.njit("void(int64, int64, " + _WINDOW_ARRAYS + ")", cache=True, nogil=True)
+@numba.njit("void(int64, int64, " + _WINDOW_ARRAYS + ")", **_HELPER)
 def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty, sums):
     """Add (``sign`` = 1) or remove (-1) the pixels of column ``x`` to the window's
     normal equations, point sums ``(n, sum v, sum v**2)`` and sampling histogram."""
@@ -428,7 +431,7 @@ def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty, sums):
 
 
 @numba.njit("UniTuple(int64, 3)(int64, int64, int64, int64, int64, " + _WINDOW_ARRAYS + ")",
-           cache=True, nogil=True)
+           **_HELPER)
 def _move_window(c, window, wl, wr, since_refresh, bidx, bval, fbin, v, occ, ata, aty, sums):
     """
     Bring the window's sums from columns ``wl .. wr`` to those of column ``c``:
@@ -456,7 +459,7 @@ def _move_window(c, window, wl, wr, since_refresh, bidx, bval, fbin, v, occ, ata
     return tl, tr, since_refresh + 1
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def _sampled_range(occ, clo, chi, wl, wr, a0, binw):
     """
     Alpha range ``lo .. hi`` sampled by the window's columns, its number of points,
@@ -484,7 +487,7 @@ def _sampled_range(occ, clo, chi, wl, wr, a0, binw):
     return lo, hi, npts, gap
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def _residual_spread(ata, aty, sums, coef):
     """
     Number, mean, rms and sum of squares of the fit residuals of the points in normal equations
@@ -515,7 +518,7 @@ def _residual_spread(ata, aty, sums, coef):
     return npts, mean, np.sqrt(max(ss / npts - mean * mean, 0.0)), ss
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all, sums_all,
                 ata, aty, sums, pen, lam, chol, coef, trial, cand, cfg):  # fmt: skip
     """
@@ -584,7 +587,7 @@ GCV_FALLBACK = 1e-2
 GCV_WINDOWS = 5
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def _penalty_trace(chol, order, z):
     """
     ``trace(M^-1 D^T D)`` for ``M = L L^T`` factored in ``chol`` and ``D`` the
@@ -694,7 +697,7 @@ def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg,
     return 10.0**mid
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
                   b, seed, col_d, col_m, out_native, out_norm, out_os):  # fmt: skip
     """
@@ -759,7 +762,7 @@ def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
     return scale
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(**_HELPER)
 def _sweep_bounds(order_code, sweep, nx):
     """Columns ``start, stop, step`` of sweep ``sweep`` in the column order."""
     if order_code == 0:
