@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from atm_step.core import combine, errors, grid, linear, stats, trace_fit
+from atm_step.core import background, combine, errors, grid, linear, stats, trace_fit
 from atm_step.core.parameters import FitParameters, check_parameter
 
 __all__ = ["ATMResult", "adaptive_trace_model"]
@@ -329,6 +329,33 @@ def _compact_ids(regions, channel_groups):
     return compact, channel_groups, original_ids
 
 
+def _refit_without_background(fit, work, alpha, regions, alpha_os, near, params, slope_limit,
+                              pad, labels):
+    """
+    Refit the trace model of regions with a compact-source band to the image minus a
+    smooth model of the emission outside the band, and add that model back to the
+    spline model (`atm_step.core.background`). Updates ``fit`` in place; its
+    normalised model (which defines the band) stays that of the first fit.
+    """
+    band = combine.compact_source_band(fit, regions, alpha, slope_limit, pad)
+    ids, bg_native, bg_os = background.extended_background(
+        work, alpha, regions, alpha_os, near, band, fit.geometry, params.background_rows
+    )
+    if ids.size == 0:
+        return
+    refit = trace_fit.fit_regions(work - bg_native, alpha, regions, ids, alpha_os, near, params,
+                                  labels=labels)
+    inside = np.isin(regions, refit.geometry.ids)
+    fit.spline_native[inside] = refit.spline_native[inside] + bg_native[inside]
+    if fit.spline_os is not fit.spline_native:
+        inside_os = np.isin(regions[near], refit.geometry.ids)
+        fit.spline_os[inside_os] = refit.spline_os[inside_os] + bg_os[inside_os]
+    rows = np.searchsorted(fit.geometry.ids, refit.geometry.ids)
+    fit.counts[rows] = refit.counts
+    log.info("Trace model refitted without the extended emission under the band in %d regions",
+             ids.size)
+
+
 def _model_image(
     flux, alpha, regions, err, variances, oversample, fit_threshold, slope_limit, pad,
     psf_optimal, alpha_os, channel_groups, params, labels=None,
@@ -371,6 +398,10 @@ def _model_image(
                                 labels=labels)
     # regions whose geometry cannot carry a spline (see fit_regions) are not fitted
     to_fit &= np.isin(region_ids, fit.geometry.ids)
+    # extended emission under compact sources, then the trace model refitted without it
+    if params.background_rows > 0 and slope_limit > 0 and fit.geometry.ids.size:
+        _refit_without_background(fit, work, alpha, regions, alpha_os, near, params, slope_limit,
+                                  pad, labels)
 
     # IV: errors and variances are oversampled in the same pass as the flux
     sigmas, sigma_names, squared = (None, [], None)

@@ -101,6 +101,8 @@ class Limit:
 #:   without resolution the window's sampling can support; ``penalty`` >= 0 or None
 #:   (chosen by GCV); ``penalty_order`` 1-3 (the penalty must fit the band of the
 #:   normal equations, half-width 3).
+#: - ``background_rows`` 0-1000: 0 is off; the spline has at least 2 intervals, so
+#:   large values give the smoothest background.
 #: - ``fit_threshold`` and ``slope_limit`` may be any finite number (<= 0 means "fit
 #:   every region" / "use the spline everywhere"). NaN is refused everywhere: it would
 #:   silently switch a test off.
@@ -122,6 +124,7 @@ LIMITS = {
     "knot_factor": Limit(1, 4),
     "penalty": Limit(0, None, optional=True),
     "penalty_order": Limit(1, 3, integer=True),
+    "background_rows": Limit(0, 1000),
 }
 
 
@@ -200,6 +203,11 @@ class FitParameters:
         (the paper). None: chosen per region by generalised cross-validation.
     penalty_order : int
         Order of the differences ``D`` in the penalty (1-3).
+    background_rows : float
+        Model the extended emission outside each region's compact-source band as a
+        smooth spline with one knot interval per ``background_rows`` native rows, and
+        fit the trace model to the image minus it (`atm_step.core.background`; not in
+        the paper). 0 switches this off (the paper's method).
 
     Raises
     ------
@@ -235,6 +243,7 @@ class FitParameters:
     knot_factor: float = 1.0
     penalty: float | None = 0.0
     penalty_order: int = 2
+    background_rows: float = 10.0
 
     def __post_init__(self):
         if self.column_order not in COLUMN_ORDERS:
