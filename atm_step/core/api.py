@@ -329,6 +329,27 @@ def _compact_ids(regions, channel_groups):
     return compact, channel_groups, original_ids
 
 
+#: a background refit is kept where the rms of the band's residuals is at most this
+#: factor times the first fit's
+REFIT_TOLERANCE = 1.0
+
+
+def _band_pixels(band, regions, alpha):
+    """Native pixels whose alpha falls in their region's compact-source band."""
+    out = np.zeros(regions.shape, dtype=bool)
+    for k, rid in enumerate(band.ids.tolist()):
+        inside = regions == rid
+        if band.whole[k]:
+            out |= inside
+            continue
+        b = np.floor((alpha[inside] - band.a0[k]) / band.step[k]).astype(np.int64)
+        okb = (b >= 0) & (b < band.inband.shape[1])
+        sel = np.zeros(b.size, dtype=bool)
+        sel[okb] = band.inband[k][b[okb]]
+        out[inside] = sel
+    return out
+
+
 def _refit_without_background(fit, work, alpha, regions, alpha_os, near, params, slope_limit,
                               pad, labels):
     """
@@ -339,19 +360,40 @@ def _refit_without_background(fit, work, alpha, regions, alpha_os, near, params,
     """
     band = combine.compact_source_band(fit, regions, alpha, slope_limit, pad)
     ids, bg_native, bg_os = background.extended_background(
-        work, alpha, regions, alpha_os, near, band, fit.geometry, params.background_rows
+        work, alpha, regions, alpha_os, near, band, fit.geometry, params.background_rows,
+        window=params.window,
     )
     if ids.size == 0:
         return
     refit = trace_fit.fit_regions(work - bg_native, alpha, regions, ids, alpha_os, near, params,
                                   labels=labels)
-    inside = np.isin(regions, refit.geometry.ids)
-    fit.spline_native[inside] = refit.spline_native[inside] + bg_native[inside]
-    if fit.spline_os is not fit.spline_native:
-        inside_os = np.isin(regions[near], refit.geometry.ids)
-        fit.spline_os[inside_os] = refit.spline_os[inside_os] + bg_os[inside_os]
-    rows = np.searchsorted(fit.geometry.ids, refit.geometry.ids)
-    fit.counts[rows] = refit.counts
+    # keep a refit only where it models the band's pixels at least as well as the
+    # first fit: a refit that follows the noise (a faint compact source left after
+    # removing a bright background) is discarded
+    kept = []
+    near_band = _band_pixels(band, regions, alpha)
+    for rid in refit.geometry.ids.tolist():
+        inside = regions == rid
+        m = inside & near_band & np.isfinite(work)
+        new = refit.spline_native[m] + bg_native[m]
+        old = fit.spline_native[m]
+        ok = np.isfinite(new) & np.isfinite(old)
+        if not ok.any():
+            continue
+        r_new = np.sqrt(np.mean((work[m][ok] - new[ok]) ** 2))
+        r_old = np.sqrt(np.mean((work[m][ok] - old[ok]) ** 2))
+        if not r_new <= REFIT_TOLERANCE * r_old:
+            log.debug("Region %d: background refit discarded (band rms %.3g vs %.3g)",
+                      rid, r_new, r_old)
+            continue
+        kept.append(rid)
+        fit.spline_native[inside] = refit.spline_native[inside] + bg_native[inside]
+        if fit.spline_os is not fit.spline_native:
+            inside_os = inside[near]
+            fit.spline_os[inside_os] = refit.spline_os[inside_os] + bg_os[inside_os]
+        fit.counts[np.searchsorted(fit.geometry.ids, rid)] = refit.counts[
+            np.searchsorted(refit.geometry.ids, rid)]
+    ids = np.array(kept, dtype=np.int64)
     log.info("Trace model refitted without the extended emission under the band in %d regions",
              ids.size)
 

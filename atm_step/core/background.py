@@ -17,15 +17,29 @@ half-amplitude from the ideal 0.57% to 2.2%.
 
 What
 ----
-Per region that has a compact-source band (`atm_step.core.combine.compact_source_band`)
-and native rows outside it on both sides, and per column: a smooth model ``B(alpha)``
-of the emission *outside* the band, a cubic B-spline with one knot interval per
-``background_rows`` native rows and a light second-difference penalty (so it bridges
-the band smoothly), fitted by least squares with one pass of 4-sigma rejection. The
-trace model is then fitted again to ``flux - B``, whose profile is the compact
-source's alone, and the spline model becomes ``c S(alpha) + B(alpha)``. The residual
-and linear models, the band and the combination are unchanged (`_model_image` in
-`atm_step.core.api`).
+Per region whose compact-source band (`atm_step.core.combine.compact_source_band`) is
+one block leaving native rows outside it on both sides: a smooth model ``B(alpha)`` of
+the emission *outside* the band, a cubic B-spline with one knot interval per
+``background_rows`` native rows and a light second-difference penalty, so that it
+bridges the band smoothly. Pixels enter its fit with a weight rising from 0 at the
+band's edge to 1 two rows away (so that they drift in and out smoothly as the trace
+tilts), with one pass of 4-sigma rejection. Its *shape* along the slice is the mean
+over the ``2 window + 1`` columns of the trace fit's window of each column's
+normalised fit; each column then fits only its amplitude, so that little of the pixel
+noise enters. The trace model is fitted again to ``flux - B``, whose profile is the
+compact source's alone, and the spline model becomes ``c S(alpha) + B(alpha)``; the
+residual and linear models, the band and the combination are unchanged
+(``_refit_without_background`` in `atm_step.core.api`).
+
+When
+----
+Only where it is needed and safe: ``B`` must hold at least ``MIN_SHARE`` of the
+region's flux (median over columns), the compact source left must have a per-column
+signal-to-noise ratio of at least ``MIN_COMPACT_SNR`` (pixel noise estimated from
+differences between neighbouring columns), and the refit must model the band's pixels
+at least as well as the first fit (rms of the residuals). Otherwise the first fit is
+kept. The validation (docs/validation.md) shows the gain on a star on a line-emitting
+nebula at every PSF width, and where the refit is kept but does not help.
 """
 
 import logging
@@ -50,6 +64,15 @@ TAPER_ROWS = 2.0
 #: (median over columns); below it, the compact source dominates and a background fit
 #: only adds its noise to the trace model
 MIN_SHARE = 0.1
+#: ... and where the compact source left after removing the background has at least
+#: this signal-to-noise ratio per column (its sum over the pixel noise times the square
+#: root of the pixel count, median over columns): otherwise the image minus the
+#: background is mostly noise, and its normalised profile (divided by a sum near zero)
+#: cannot be fitted
+MIN_COMPACT_SNR = 25.0
+#: ... and whose band covers at most this fraction of its rows (under a wider band the
+#: background is too poorly anchored)
+MAX_BAND_FRACTION = 0.4
 #: a region needs at least this many native rows outside its band on each side
 MIN_SIDE_ROWS = 3
 
@@ -76,31 +99,34 @@ def _bin_weights(inband, step, dalpha, taper_rows):
 
 
 @numba.njit(cache=True, nogil=True)
-def _fit_background(
-    flux, alpha, regions, rid, row0, row1, a0, a1, nint, band_a0, band_step, wbin,
-    pen, alpha_os, near, j0, j1, bg_native, bg_os,
+def _fit_columns(
+    flux, alpha, regions, rid, row0, row1, a0, a1, nint, band_a0, band_step, wbin, pen,
+    shape, coefs, ok,
 ):  # fmt: skip
-    # per column: P-spline least squares of the pixels outside the band, one rejection
-    # pass; columns with too few points reuse the previous column's coefficients
+    # per column: weighted least squares of the pixels outside the band, one pass of
+    # rejection. With ``shape`` empty: a P-spline with free coefficients; otherwise
+    # one amplitude times the spline with coefficients shape[x]. Writes coefs[x], ok[x].
     nx = flux.shape[1]
     ncoef = nint + 3
+    free = shape.shape[0] == 0
     inv_h = nint / (a1 - a0)
     ata = np.empty((ncoef, 4))
     aty = np.empty(ncoef)
     chol = np.empty((ncoef, 4))
-    coef = np.zeros(ncoef)
-    prev = np.zeros(ncoef)
-    have_prev = False
+    coef = np.empty(ncoef)
     b = np.empty(4)
     nrow = row1 - row0 + 1
     use = np.empty(nrow, dtype=np.bool_)
     wgt = np.empty(nrow)
     for x in range(nx):
-        ok = False
+        ok[x] = False
         for it in range(2):
-            ata[:, :] = 0.0
-            aty[:] = 0.0
             npts = 0
+            if free:
+                ata[:, :] = 0.0
+                aty[:] = 0.0
+            smm = 0.0
+            smd = 0.0
             for y in range(row0, row1 + 1):
                 k = y - row0
                 if it == 0:
@@ -110,17 +136,29 @@ def _fit_background(
                         wgt[k] = _weight(a, band_a0, band_step, wbin)
                         use[k] = wgt[k] > 0
                 if use[k]:
-                    i = basis(alpha[y, x], a0, inv_h, nint, b)
-                    accumulate(ata, aty, i, b, flux[y, x], wgt[k])
                     npts += 1
-            if npts < ncoef + 2:
-                ok = False
+                    if free:
+                        i = basis(alpha[y, x], a0, inv_h, nint, b)
+                        accumulate(ata, aty, i, b, flux[y, x], wgt[k])
+                    else:
+                        m = evaluate(alpha[y, x], a0, inv_h, nint, shape[x], b)
+                        smm += wgt[k] * m * m
+                        smd += wgt[k] * m * flux[y, x]
+            if npts < (ncoef + 2 if free else 3):
+                ok[x] = False
                 break
-            dmax = 0.0
-            for i in range(ncoef):
-                dmax = max(dmax, ata[i, 0])
-            ok = solve_banded(ata, pen, PENALTY * dmax, aty, chol, coef)
-            if not ok or it == 1:
+            if free:
+                dmax = 0.0
+                for i in range(ncoef):
+                    dmax = max(dmax, ata[i, 0])
+                ok[x] = solve_banded(ata, pen, PENALTY * dmax, aty, chol, coef)
+            else:
+                ok[x] = smm > 0
+                if ok[x]:
+                    amp = smd / smm
+                    for i in range(ncoef):
+                        coef[i] = amp * shape[x, i]
+            if not ok[x] or it == 1:
                 break
             # rejection: residuals beyond REJECT_SIGMA rms
             ss = 0.0
@@ -138,22 +176,50 @@ def _fit_background(
                         nrej += 1
             if nrej == 0:
                 break
-        if ok:
+        if ok[x]:
             for i in range(ncoef):
-                prev[i] = coef[i]
-            have_prev = True
-        elif have_prev:
-            for i in range(ncoef):
-                coef[i] = prev[i]
-        else:
-            continue  # no background for this column (stays 0)
+                coefs[x, i] = coef[i]
+
+
+@numba.njit(cache=True, nogil=True)
+def _evaluate_columns(alpha, regions, rid, row0, row1, a0, a1, nint, coefs, ok, alpha_os, near,
+                      j0, j1, bg_native, bg_os):
+    # the background of each column (a column without a fit takes the previous one's)
+    nx = alpha.shape[1]
+    inv_h = nint / (a1 - a0)
+    b = np.empty(4)
+    last = -1
+    for x in range(nx):
+        if ok[x]:
+            last = x
+        if last < 0:
+            continue
+        c = coefs[last]
         for y in range(row0, row1 + 1):
             if regions[y, x] == rid and np.isfinite(alpha[y, x]):
-                bg_native[y, x] = evaluate(alpha[y, x], a0, inv_h, nint, coef, b)
+                bg_native[y, x] = evaluate(alpha[y, x], a0, inv_h, nint, c, b)
         for j in range(j0, j1):
             r = near[j]
             if regions[r, x] == rid and np.isfinite(alpha_os[j, x]):
-                bg_os[j, x] = evaluate(alpha_os[j, x], a0, inv_h, nint, coef, b)
+                bg_os[j, x] = evaluate(alpha_os[j, x], a0, inv_h, nint, c, b)
+
+
+def _window_shape(coefs, ok, window):
+    """Mean over the columns ``x - window .. x + window`` with a fit of each column's
+    coefficients divided by their norm: the background's shape along the slice, with
+    the noise of ~``2 window + 1`` columns averaged out. Shape (nx, ncoef)."""
+    norm = np.sqrt((coefs**2).sum(axis=1))
+    sign = np.where(coefs.sum(axis=1) < 0, -1.0, 1.0)
+    good = ok & (norm > 0)
+    unit = np.where(good[:, None], coefs / np.where(good, norm * sign, 1.0)[:, None], 0.0)
+    csum = np.vstack([np.zeros((1, coefs.shape[1])), np.cumsum(unit, axis=0)])
+    ccnt = np.concatenate([[0], np.cumsum(good)])
+    nx = coefs.shape[0]
+    lo = np.clip(np.arange(nx) - window, 0, nx)
+    hi = np.clip(np.arange(nx) + window + 1, 0, nx)
+    cnt = (ccnt[hi] - ccnt[lo]).astype(np.float64)
+    shape = (csum[hi] - csum[lo]) / np.maximum(cnt, 1.0)[:, None]
+    return np.ascontiguousarray(shape), cnt > 0
 
 
 def background_regions(band, geometry, min_side_rows=MIN_SIDE_ROWS):
@@ -178,16 +244,19 @@ def background_regions(band, geometry, min_side_rows=MIN_SIDE_ROWS):
         if band.whole[k] or band.rows[k] <= 0:
             continue
         bins = np.flatnonzero(band.inband[k])
-        if bins.size == 0:
-            continue
+        if bins.size == 0 or bins[-1] - bins[0] + 1 != bins.size:
+            continue  # no band, or several: the background between them is not anchored
         lo = band.a0[k] + bins[0] * band.step[k]
         hi = band.a0[k] + (bins[-1] + 1) * band.step[k]
         need = min_side_rows * geometry.dalpha[k]
-        out[k] = (lo - geometry.alpha_min[k] >= need) and (geometry.alpha_max[k] - hi >= need)
+        span_rows = (geometry.alpha_max[k] - geometry.alpha_min[k]) / geometry.dalpha[k] + 1
+        out[k] = ((lo - geometry.alpha_min[k] >= need) and (geometry.alpha_max[k] - hi >= need)
+                  and band.rows[k] <= MAX_BAND_FRACTION * span_rows)
     return out
 
 
-def extended_background(flux, alpha, regions, alpha_os, near, band, geometry, rows_per_interval):
+def extended_background(flux, alpha, regions, alpha_os, near, band, geometry, rows_per_interval,
+                        window=50):
     """
     Smooth model of the emission outside each region's compact-source band.
 
@@ -208,6 +277,9 @@ def extended_background(flux, alpha, regions, alpha_os, near, band, geometry, ro
         Geometry of the same regions, in the same order.
     rows_per_interval : float
         Native rows per knot interval of the background spline (at least 2 intervals).
+    window : int
+        Half-width, in columns, of the window over which the background's shape along
+        the slice is averaged; each column then fits only its amplitude.
 
     Returns
     -------
@@ -237,19 +309,37 @@ def extended_background(flux, alpha, regions, alpha_os, near, band, geometry, ro
         row0, row1 = int(geometry.row0[k]), int(geometry.row1[k])
         j0 = int(np.searchsorted(near, row0, side="left"))
         j1 = int(np.searchsorted(near, row1, side="right"))
-        _fit_background(flux, alpha, regions, int(band.ids[k]), row0, row1, a0, a1, nint,
-                        float(band.a0[k]), float(band.step[k]),
-                        _bin_weights(band.inband[k], float(band.step[k]), da, TAPER_ROWS),
-                        pen, alpha_os, near, j0, j1, bg_native, bg_os)
+        rid = int(band.ids[k])
+        wbin = _bin_weights(band.inband[k], float(band.step[k]), da, TAPER_ROWS)
+        ncoef = nint + 3
+        coefs = np.zeros((nx, ncoef))
+        ok = np.zeros(nx, dtype=np.bool_)
+        fargs = (flux, alpha, regions, rid, row0, row1, a0, a1, nint, float(band.a0[k]),
+                 float(band.step[k]), wbin, pen)
+        _fit_columns(*fargs, np.zeros((0, ncoef)), coefs, ok)
+        shape, has = _window_shape(coefs, ok, window)
+        _fit_columns(*fargs, shape, coefs, ok)
+        ok &= has
+        _evaluate_columns(alpha, regions, rid, row0, row1, a0, a1, nint, coefs, ok, alpha_os, near,
+                          j0, j1, bg_native, bg_os)
     # keep the regions where the extended emission is a substantial part of the flux
+    # and the compact source left after removing it is well measured
     keep = np.ones(ids.size, dtype=bool)
     for n, rid in enumerate(ids.tolist()):
         inside = regions == rid
-        total = np.where(inside & np.isfinite(flux), flux, 0.0).sum(axis=0)
-        bsum = np.where(inside & np.isfinite(flux), bg_native, 0.0).sum(axis=0)
-        good = total > 0
-        share = np.median(bsum[good] / total[good]) if good.any() else 0.0
-        if not share >= MIN_SHARE:
+        good = inside & np.isfinite(flux)
+        total = np.where(good, flux, 0.0).sum(axis=0)
+        bsum = np.where(good, bg_native, 0.0).sum(axis=0)
+        npix = good.sum(axis=0)
+        cols = (total > 0) & (npix > 0)
+        share = np.median(bsum[cols] / total[cols]) if cols.any() else 0.0
+        # pixel noise from differences between neighbouring columns (robust)
+        diff = np.diff(np.where(good, flux, np.nan), axis=1)[good[:, 1:] & good[:, :-1]]
+        sigma = 1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0) if diff.size else 0.0
+        compact = np.median((total - bsum)[cols] / np.sqrt(npix[cols])) if cols.any() else 0.0
+        snr = compact / sigma if sigma > 0 else np.inf
+        log.debug("region %d: background share %.3f, compact SNR %.1f", rid, share, snr)
+        if not (share >= MIN_SHARE and snr >= MIN_COMPACT_SNR):
             keep[n] = False
             bg_native[inside] = 0.0
             if bg_os is not bg_native:

@@ -11,6 +11,14 @@ local peaks (``scipy.signal.find_peaks``) and pads around those; keeping every b
 above the level instead also covers a broad or double-peaked core (two close
 sources) without gaps between the peaks. As in jwst, fewer than 50 steep pairs in a
 region give no band at all.
+
+A pair of pixels is steep where the normalised model changes by more than
+``slope_limit`` (the paper's test) *or* by more than half the larger of the two values
+and more than ``0.3 slope_limit`` (this package). The paper's test is absolute in units
+of the column's sum, so a faint star beside a bright one, or on bright extended
+emission, whose share of the sum is small, never passes it and is linearly
+interpolated with its full artifact; the relative test finds it (and the wings of a
+sharp PSF).
 """
 
 from dataclasses import dataclass
@@ -24,6 +32,12 @@ __all__ = ["CombinedModels", "combine_models"]
 
 BAND_LEVEL = 0.2
 BAND_MIN_POINTS = 50
+#: a pair is also steep where the model changes by more than this fraction of the larger
+#: of the two values (a faint source beside a bright one, or on a bright background) ...
+REL_SLOPE = 0.5
+#: ... and by more than this fraction of ``slope_limit`` (not in flat, faint wings, nor
+#: from the noise of a faint region's model)
+REL_FLOOR = 0.3
 
 
 @numba.njit(cache=True)
@@ -38,7 +52,8 @@ def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, li
             m1 = model[y + 1, x]
             if not (np.isfinite(m0) and np.isfinite(m1)):
                 continue
-            if abs(m1 - m0) > limit:
+            dm = abs(m1 - m0)
+            if dm > limit or (dm > REL_FLOOR * limit and dm > REL_SLOPE * max(abs(m0), abs(m1))):
                 amid = 0.5 * (alpha[y, x] + alpha[y + 1, x])
                 k = min(max(int((amid - a0) / step), 0), nbins - 1)
                 hist[k] += 1
