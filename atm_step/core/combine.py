@@ -41,7 +41,8 @@ REL_FLOOR = 0.3
 
 
 @numba.njit(cache=True)
-def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, limit, hist):
+def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, limit, rel_slope,
+                     hist):
     nx = model.shape[1]
     total = 0
     for x in range(nx):
@@ -53,7 +54,7 @@ def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, li
             if not (np.isfinite(m0) and np.isfinite(m1)):
                 continue
             dm = abs(m1 - m0)
-            if dm > limit or (dm > REL_FLOOR * limit and dm > REL_SLOPE * max(abs(m0), abs(m1))):
+            if dm > limit or (dm > REL_FLOOR * limit and dm > rel_slope * max(abs(m0), abs(m1))):
                 amid = 0.5 * (alpha[y, x] + alpha[y + 1, x])
                 k = min(max(int((amid - a0) / step), 0), nbins - 1)
                 hist[k] += 1
@@ -155,7 +156,7 @@ class CombinedModels:
         return np.array([self.band_rows.get(int(r), 0.0) for r in ids], dtype=np.float64)
 
 
-def compact_source_band(fit, regions, alpha, slope_limit, pad):
+def compact_source_band(fit, regions, alpha, slope_limit, pad, rel_slope=REL_SLOPE):
     """
     The compact-source band of each fitted region, as alpha bins (paper II.5).
 
@@ -170,6 +171,10 @@ def compact_source_band(fit, regions, alpha, slope_limit, pad):
         whole region the band.
     pad : float
         Band padding in native pixels.
+    rel_slope : float, optional
+        The relative steepness test (see the module docstring): a pair is also steep
+        where the model changes by more than this fraction of the larger value (and by
+        more than ``REL_FLOOR * slope_limit``); ``inf`` switches it off (the paper).
 
     Returns
     -------
@@ -193,7 +198,7 @@ def compact_source_band(fit, regions, alpha, slope_limit, pad):
         hist = np.zeros(nbins[k], dtype=np.int64)
         total = _steep_histogram(
             fit.model_native, alpha, regions, rid, geom.row0[k], geom.row1[k],
-            a0[k], steps[k], nbins[k], float(slope_limit), hist,
+            a0[k], steps[k], nbins[k], float(slope_limit), float(rel_slope), hist,
         )  # fmt: skip
         if total < BAND_MIN_POINTS:
             continue
