@@ -334,22 +334,6 @@ def _compact_ids(regions, channel_groups):
 REFIT_TOLERANCE = 1.0
 
 
-def _band_pixels(band, regions, alpha):
-    """Native pixels whose alpha falls in their region's compact-source band."""
-    out = np.zeros(regions.shape, dtype=bool)
-    for k, rid in enumerate(band.ids.tolist()):
-        inside = regions == rid
-        if band.whole[k]:
-            out |= inside
-            continue
-        b = np.floor((alpha[inside] - band.a0[k]) / band.step[k]).astype(np.int64)
-        okb = (b >= 0) & (b < band.inband.shape[1])
-        sel = np.zeros(b.size, dtype=bool)
-        sel[okb] = band.inband[k][b[okb]]
-        out[inside] = sel
-    return out
-
-
 def _refit_without_background(fit, work, alpha, regions, alpha_os, near, params, slope_limit,
                               pad, labels):
     """
@@ -371,7 +355,7 @@ def _refit_without_background(fit, work, alpha, regions, alpha_os, near, params,
     # first fit: a refit that follows the noise (a faint compact source left after
     # removing a bright background) is discarded
     kept = []
-    near_band = _band_pixels(band, regions, alpha)
+    near_band = combine.band_pixels(band, regions, alpha)
     for rid in refit.geometry.ids.tolist():
         inside = regions == rid
         m = inside & near_band & np.isfinite(work)

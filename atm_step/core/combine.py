@@ -38,6 +38,11 @@ REL_SLOPE = 0.5
 #: ... and by more than this fraction of ``slope_limit`` (not in flat, faint wings, nor
 #: from the noise of a faint region's model)
 REL_FLOOR = 0.3
+#: scale the oversampled spline model inside each column's band to the native model's
+#: flux (see `conserve_band_flux`)
+CONSERVE_BAND_FLUX = True
+#: ... unless that would change it by more than this factor
+MAX_FLUX_CORRECTION = 1.1
 
 
 @numba.njit(cache=True)
@@ -225,6 +230,109 @@ class BandTable:
     rows: np.ndarray
 
 
+@numba.njit(cache=True, nogil=True)
+def _band_flux_kernel(spline_native, spline_os, regions, inband_native, near, oversample, max_corr,
+                      sum_nat, sum_abs, sum_os):
+    # per column and region: scale the oversampled spline model of the band's pixels so
+    # that it sums to the native model of their parent pixels
+    ny, nx = spline_native.shape
+    nos = spline_os.shape[0]
+    for x in range(nx):
+        for y in range(ny):
+            reg = regions[y, x]
+            if reg > 0:
+                sum_nat[reg] = 0.0
+                sum_abs[reg] = 0.0
+                sum_os[reg] = 0.0
+        # each oversampled sample with a model is paired with 1/N of its parent's
+        # native model, so that both sums cover the same pixels
+        for j in range(nos):
+            r = near[j]
+            reg = regions[r, x]
+            v = spline_os[j, x]
+            p = spline_native[r, x]
+            if reg > 0 and inband_native[r, x] and np.isfinite(p) and np.isfinite(v):
+                sum_nat[reg] += p / oversample
+                sum_abs[reg] += abs(p) / oversample
+                sum_os[reg] += v / oversample
+        for j in range(nos):
+            r = near[j]
+            reg = regions[r, x]
+            if reg <= 0 or not inband_native[r, x] or not np.isfinite(spline_native[r, x]):
+                continue
+            if not np.isfinite(spline_os[j, x]):
+                continue
+            a, o = sum_nat[reg], sum_os[reg]
+            # not where the native model's samples cancel (a faint column, mostly noise)
+            if not (a > 0.9 * sum_abs[reg] and o > 0):
+                continue
+            f = a / o
+            if 1.0 / max_corr < f < max_corr:
+                spline_os[j, x] *= f
+
+
+def band_pixels(band, regions, alpha):
+    """
+    Native pixels whose alpha falls in their region's compact-source band.
+
+    Parameters
+    ----------
+    band : BandTable
+    regions : ndarray of int64, shape (ny, nx)
+    alpha : ndarray of float64, shape (ny, nx)
+
+    Returns
+    -------
+    ndarray of bool, shape (ny, nx)
+    """
+    out = np.zeros(regions.shape, dtype=bool)
+    for k, rid in enumerate(band.ids.tolist()):
+        inside = regions == rid
+        if band.whole[k]:
+            out |= inside
+            continue
+        if band.rows[k] <= 0:
+            continue
+        b = np.floor((alpha[inside] - band.a0[k]) / band.step[k])
+        okb = np.isfinite(b) & (b >= 0) & (b < band.inband.shape[1])
+        sel = np.zeros(b.size, dtype=bool)
+        sel[okb] = band.inband[k][b[okb].astype(np.int64)]
+        out[inside] = sel
+    return out
+
+
+def conserve_band_flux(fit, band, regions, alpha, near, oversample):
+    """
+    Scale the oversampled spline model inside each column's band to the native model's flux.
+
+    The spline models the pixel-convolved profile, for which the ``N`` samples of a
+    native pixel and the native sample give the same flux; a fitted spline's errors
+    and noise below the pixel scale do not, and the difference (shared by the ~100
+    columns of the fit's window) becomes a slow ripple in aperture spectra that grows
+    their noise with ``N``. Per column and region, the oversampled samples whose parent
+    native pixel is in the band are multiplied by the one factor that makes them sum
+    to the native model of those parents. Columns where that factor is beyond
+    ``MAX_FLUX_CORRECTION`` either way, or where the native model's samples cancel,
+    are left alone. Modifies ``fit.spline_os`` in place (not with ``N = 1``, where it
+    is the native model itself).
+
+    Parameters
+    ----------
+    fit : TraceFit
+    band : BandTable
+    regions : ndarray of int64, shape (ny, nx)
+    alpha : ndarray of float64, shape (ny, nx)
+    near : ndarray of int64, shape (ny_os,)
+    oversample : float
+    """
+    if oversample == 1.0 or fit.spline_os is fit.spline_native:
+        return
+    top = int(regions.max(initial=0)) + 1
+    work = [np.zeros(top) for _ in range(3)]
+    _band_flux_kernel(fit.spline_native, fit.spline_os, regions, band_pixels(band, regions, alpha),
+                      near, float(oversample), MAX_FLUX_CORRECTION, *work)
+
+
 def combine_models(
     flux, regions, alpha, alpha_os, y_os, near, fit, *, oversample, slope_limit, pad,
     psf_optimal, sigmas=None, squared=None, inflation=1.0,
@@ -270,6 +378,8 @@ def combine_models(
     residual being interpolated from their neighbours.
     """
     band = compact_source_band(fit, regions, alpha, slope_limit, pad)
+    if CONSERVE_BAND_FLUX:
+        conserve_band_flux(fit, band, regions, alpha, near, oversample)
     lookup = np.full(int(regions.max(initial=0)) + 1, -1, dtype=np.int64)
     lookup[band.ids] = np.arange(band.ids.size)
     shape = fit.spline_os.shape
