@@ -101,30 +101,25 @@ def _bin_weights(inband, step, dalpha, taper_rows):
 @numba.njit(cache=True, nogil=True)
 def _fit_columns(
     flux, alpha, regions, rid, row0, row1, a0, a1, nint, band_a0, band_step, wbin, pen,
-    shape, coefs, ok,
+    shape, coefs, ok, ata, aty, chol, coef, b, use, wgt,
 ):  # fmt: skip
     # per column: weighted least squares of the pixels outside the band, one pass of
     # rejection. With ``shape`` empty: a P-spline with free coefficients; otherwise
     # one amplitude times the spline with coefficients shape[x]. Writes coefs[x], ok[x].
+    # ata .. wgt: work arrays (ncoef x 4, ncoef, ncoef x 4, ncoef, 4, rows, rows)
     nx = flux.shape[1]
     ncoef = nint + 3
     free = shape.shape[0] == 0
     inv_h = nint / (a1 - a0)
-    ata = np.empty((ncoef, 4))
-    aty = np.empty(ncoef)
-    chol = np.empty((ncoef, 4))
-    coef = np.empty(ncoef)
-    b = np.empty(4)
-    nrow = row1 - row0 + 1
-    use = np.empty(nrow, dtype=np.bool_)
-    wgt = np.empty(nrow)
     for x in range(nx):
         ok[x] = False
         for it in range(2):
             npts = 0
             if free:
-                ata[:, :] = 0.0
-                aty[:] = 0.0
+                for i in range(ncoef):
+                    aty[i] = 0.0
+                    for d in range(4):
+                        ata[i, d] = 0.0
             smm = 0.0
             smd = 0.0
             for y in range(row0, row1 + 1):
@@ -183,11 +178,11 @@ def _fit_columns(
 
 @numba.njit(cache=True, nogil=True)
 def _evaluate_columns(alpha, regions, rid, row0, row1, a0, a1, nint, coefs, ok, alpha_os, near,
-                      j0, j1, bg_native, bg_os):
-    # the background of each column (a column without a fit takes the previous one's)
+                      j0, j1, bg_native, bg_os, b):
+    # the background of each column (a column without a fit takes the previous one's);
+    # b: work array of 4
     nx = alpha.shape[1]
     inv_h = nint / (a1 - a0)
-    b = np.empty(4)
     last = -1
     for x in range(nx):
         if ok[x]:
@@ -316,12 +311,15 @@ def extended_background(flux, alpha, regions, alpha_os, near, band, geometry, ro
         ok = np.zeros(nx, dtype=np.bool_)
         fargs = (flux, alpha, regions, rid, row0, row1, a0, a1, nint, float(band.a0[k]),
                  float(band.step[k]), wbin, pen)
-        _fit_columns(*fargs, np.zeros((0, ncoef)), coefs, ok)
+        nrow = row1 - row0 + 1
+        work = (np.empty((ncoef, 4)), np.empty(ncoef), np.empty((ncoef, 4)), np.empty(ncoef),
+                np.empty(4), np.empty(nrow, dtype=np.bool_), np.empty(nrow))
+        _fit_columns(*fargs, np.zeros((0, ncoef)), coefs, ok, *work)
         shape, has = _window_shape(coefs, ok, window)
-        _fit_columns(*fargs, shape, coefs, ok)
+        _fit_columns(*fargs, shape, coefs, ok, *work)
         ok &= has
         _evaluate_columns(alpha, regions, rid, row0, row1, a0, a1, nint, coefs, ok, alpha_os, near,
-                          j0, j1, bg_native, bg_os)
+                          j0, j1, bg_native, bg_os, work[4])
     # keep the regions where the extended emission is a substantial part of the flux
     # and the compact source left after removing it is well measured
     keep = np.ones(ids.size, dtype=bool)
