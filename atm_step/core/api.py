@@ -334,15 +334,14 @@ def _compact_ids(regions, channel_groups):
 REFIT_TOLERANCE = 1.0
 
 
-def _refit_without_background(fit, work, alpha, regions, alpha_os, near, params, slope_limit,
-                              pad, labels):
+def _refit_without_background(fit, band, work, alpha, regions, alpha_os, near, params, labels):
     """
     Refit the trace model of regions with a compact-source band to the image minus a
     smooth model of the emission outside the band, and add that model back to the
     spline model (`atm_step.core.background`). Updates ``fit`` in place; its
-    normalised model (which defines the band) stays that of the first fit.
+    normalised model, which defines ``band``, stays that of the first fit, so ``band``
+    holds for the refitted model too.
     """
-    band = combine.compact_source_band(fit, regions, alpha, slope_limit, pad)
     ids, bg_native, bg_os = background.extended_background(
         work, alpha, regions, alpha_os, near, band, fit.geometry, params.background_rows,
         window=params.window,
@@ -354,32 +353,36 @@ def _refit_without_background(fit, work, alpha, regions, alpha_os, near, params,
     # keep a refit only where it models the band's pixels at least as well as the
     # first fit: a refit that follows the noise (a faint compact source left after
     # removing a bright background) is discarded
-    kept = []
+    kept = 0
     near_band = combine.band_pixels(band, regions, alpha)
-    for rid in refit.geometry.ids.tolist():
-        inside = regions == rid
-        m = inside & near_band & np.isfinite(work)
-        new = refit.spline_native[m] + bg_native[m]
-        old = fit.spline_native[m]
+    geom = refit.geometry
+    for k, rid in enumerate(geom.ids.tolist()):
+        rows = slice(int(geom.row0[k]), int(geom.row1[k]) + 1)
+        inside = regions[rows] == rid
+        m = inside & near_band[rows] & np.isfinite(work[rows])
+        d = work[rows][m]
+        new = refit.spline_native[rows][m] + bg_native[rows][m]
+        old = fit.spline_native[rows][m]
         ok = np.isfinite(new) & np.isfinite(old)
         if not ok.any():
             continue
-        r_new = np.sqrt(np.mean((work[m][ok] - new[ok]) ** 2))
-        r_old = np.sqrt(np.mean((work[m][ok] - old[ok]) ** 2))
+        r_new = np.sqrt(np.mean((d[ok] - new[ok]) ** 2))
+        r_old = np.sqrt(np.mean((d[ok] - old[ok]) ** 2))
         if not r_new <= REFIT_TOLERANCE * r_old:
             log.debug("Region %d: background refit discarded (band rms %.3g vs %.3g)",
                       rid, r_new, r_old)
             continue
-        kept.append(rid)
-        fit.spline_native[inside] = refit.spline_native[inside] + bg_native[inside]
+        kept += 1
+        fit.spline_native[rows][inside] = (refit.spline_native[rows][inside]
+                                           + bg_native[rows][inside])
         if fit.spline_os is not fit.spline_native:
-            inside_os = inside[near]
-            fit.spline_os[inside_os] = refit.spline_os[inside_os] + bg_os[inside_os]
-        fit.counts[np.searchsorted(fit.geometry.ids, rid)] = refit.counts[
-            np.searchsorted(refit.geometry.ids, rid)]
-    ids = np.array(kept, dtype=np.int64)
+            j0, j1 = np.searchsorted(near, [geom.row0[k], geom.row1[k] + 1])
+            inside_os = inside[near[j0:j1] - geom.row0[k]]
+            fit.spline_os[j0:j1][inside_os] = (refit.spline_os[j0:j1][inside_os]
+                                               + bg_os[j0:j1][inside_os])
+        fit.counts[np.searchsorted(fit.geometry.ids, rid)] = refit.counts[k]
     log.info("Trace model refitted without the extended emission under the band in %d regions",
-             ids.size)
+             kept)
 
 
 def _model_image(
@@ -425,9 +428,10 @@ def _model_image(
     # regions whose geometry cannot carry a spline (see fit_regions) are not fitted
     to_fit &= np.isin(region_ids, fit.geometry.ids)
     # extended emission under compact sources, then the trace model refitted without it
+    # II.5: the compact-source band, from the first fit's normalised model
+    band = combine.compact_source_band(fit, regions, alpha, slope_limit, pad)
     if params.background_rows > 0 and slope_limit > 0 and fit.geometry.ids.size:
-        _refit_without_background(fit, work, alpha, regions, alpha_os, near, params, slope_limit,
-                                  pad, labels)
+        _refit_without_background(fit, band, work, alpha, regions, alpha_os, near, params, labels)
 
     # IV: errors and variances are oversampled in the same pass as the flux
     sigmas, sigma_names, squared = (None, [], None)
@@ -444,9 +448,8 @@ def _model_image(
         y_os,
         near,
         fit,
+        band,
         oversample=oversample,
-        slope_limit=slope_limit,
-        pad=pad,
         psf_optimal=psf_optimal,
         sigmas=sigmas,
         squared=squared,

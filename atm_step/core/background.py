@@ -217,6 +217,40 @@ def _window_shape(coefs, ok, window):
     return np.ascontiguousarray(shape), cnt > 0
 
 
+def _share_and_snr(flux, bg, inside):
+    """
+    The background's share of a region's flux and the compact source's per-column SNR.
+
+    Parameters
+    ----------
+    flux, bg : ndarray of float64, shape (nrow, nx)
+        The rows holding the region: image and background model.
+    inside : ndarray of bool, shape (nrow, nx)
+        The region's pixels.
+
+    Returns
+    -------
+    share : float
+        Median over columns of the background's sum over the image's.
+    snr : float
+        Median over columns of the sum of ``flux - bg`` over the pixel noise times the
+        square root of the pixel count; the pixel noise is the robust scatter of
+        differences between neighbouring columns over sqrt(2).
+    """
+    good = inside & np.isfinite(flux)
+    total = np.where(good, flux, 0.0).sum(axis=0)
+    bsum = np.where(good, bg, 0.0).sum(axis=0)
+    npix = good.sum(axis=0)
+    cols = (total > 0) & (npix > 0)
+    if not cols.any():
+        return 0.0, 0.0
+    share = float(np.median(bsum[cols] / total[cols]))
+    diff = np.diff(np.where(good, flux, np.nan), axis=1)[good[:, 1:] & good[:, :-1]]
+    sigma = 1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0) if diff.size else 0.0
+    compact = float(np.median((total - bsum)[cols] / np.sqrt(npix[cols])))
+    return share, (compact / sigma if sigma > 0 else np.inf)
+
+
 def background_regions(band, geometry, min_side_rows=MIN_SIDE_ROWS):
     """
     Regions whose band leaves native rows outside it on both sides.
@@ -233,6 +267,9 @@ def background_regions(band, geometry, min_side_rows=MIN_SIDE_ROWS):
     Returns
     -------
     ndarray of bool, shape (nreg,)
+        True where the band is one block of bins covering at most
+        ``MAX_BAND_FRACTION`` of the region's rows, with ``min_side_rows`` rows outside
+        it on both sides.
     """
     out = np.zeros(band.ids.size, dtype=bool)
     for k in range(band.ids.size):
@@ -279,9 +316,11 @@ def extended_background(flux, alpha, regions, alpha_os, near, band, geometry, ro
     Returns
     -------
     ids : ndarray of int64
-        Regions given a background model (see `background_regions`).
+        Regions given a background model: those of `background_regions` that pass
+        the ``MIN_SHARE`` and ``MIN_COMPACT_SNR`` gates.
     bg_native : ndarray of float64, shape (ny, nx)
-        Background at the native pixels of those regions, 0 elsewhere.
+        Background at the native pixels of those regions, in the units of ``flux``
+        (e.g. MJy/sr), 0 elsewhere.
     bg_os : ndarray of float64, shape (ny_os, nx)
         The same at the oversampled pixels.
 
@@ -294,7 +333,8 @@ def extended_background(flux, alpha, regions, alpha_os, near, band, geometry, ro
     bg_os = np.zeros(alpha_os.shape) if alpha_os is not alpha else bg_native
     sel = background_regions(band, geometry)
     ids = band.ids[sel].astype(np.int64)
-    for k in np.flatnonzero(sel):
+    keep = np.ones(ids.size, dtype=bool)
+    for n, k in enumerate(np.flatnonzero(sel)):
         a0, a1 = float(geometry.alpha_min[k]), float(geometry.alpha_max[k])
         da = float(geometry.dalpha[k])
         # knot range half a row beyond the outer pixel centres, as the spline model's
@@ -320,27 +360,16 @@ def extended_background(flux, alpha, regions, alpha_os, near, band, geometry, ro
         ok &= has
         _evaluate_columns(alpha, regions, rid, row0, row1, a0, a1, nint, coefs, ok, alpha_os, near,
                           j0, j1, bg_native, bg_os, work[4])
-    # keep the regions where the extended emission is a substantial part of the flux
-    # and the compact source left after removing it is well measured
-    keep = np.ones(ids.size, dtype=bool)
-    for n, rid in enumerate(ids.tolist()):
-        inside = regions == rid
-        good = inside & np.isfinite(flux)
-        total = np.where(good, flux, 0.0).sum(axis=0)
-        bsum = np.where(good, bg_native, 0.0).sum(axis=0)
-        npix = good.sum(axis=0)
-        cols = (total > 0) & (npix > 0)
-        share = np.median(bsum[cols] / total[cols]) if cols.any() else 0.0
-        # pixel noise from differences between neighbouring columns (robust)
-        diff = np.diff(np.where(good, flux, np.nan), axis=1)[good[:, 1:] & good[:, :-1]]
-        sigma = 1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2.0) if diff.size else 0.0
-        compact = np.median((total - bsum)[cols] / np.sqrt(npix[cols])) if cols.any() else 0.0
-        snr = compact / sigma if sigma > 0 else np.inf
+        # keep it where the extended emission is a substantial part of the flux and the
+        # compact source left after removing it is well measured
+        rows = slice(row0, row1 + 1)
+        inside = regions[rows] == rid
+        share, snr = _share_and_snr(flux[rows], bg_native[rows], inside)
         log.debug("region %d: background share %.3f, compact SNR %.1f", rid, share, snr)
         if not (share >= MIN_SHARE and snr >= MIN_COMPACT_SNR):
             keep[n] = False
-            bg_native[inside] = 0.0
+            bg_native[rows][inside] = 0.0
             if bg_os is not bg_native:
-                bg_os[inside[near]] = 0.0
+                bg_os[j0:j1][inside[near[j0:j1] - row0]] = 0.0
     log.debug("Extended-emission background modelled under the band of %d regions", keep.sum())
     return ids[keep], bg_native, bg_os

@@ -27,6 +27,7 @@ import numba
 import numpy as np
 
 from atm_step.core.linear import adjacent_rows, in_row_chunks, interpolate_adjacent
+from atm_step.core.trace_fit import MAX_FLUX_CORRECTION
 
 __all__ = ["CombinedModels", "combine_models"]
 
@@ -41,8 +42,7 @@ REL_FLOOR = 0.3
 #: scale the oversampled spline model inside each column's band to the native model's
 #: flux (see `conserve_band_flux`)
 CONSERVE_BAND_FLUX = True
-#: ... unless that would change it by more than this factor
-MAX_FLUX_CORRECTION = 1.1
+
 
 
 @numba.njit(cache=True)
@@ -284,6 +284,13 @@ def band_pixels(band, regions, alpha):
     Returns
     -------
     ndarray of bool, shape (ny, nx)
+        True for the native pixels whose alpha bin is in the band (every pixel of a
+        region whose band is the whole region).
+
+    Notes
+    -----
+    The same bins as the oversampled pixels' test in the combination (paper II.5),
+    applied to the native pixel centres.
     """
     out = np.zeros(regions.shape, dtype=bool)
     for k, rid in enumerate(band.ids.tolist()):
@@ -323,7 +330,14 @@ def conserve_band_flux(fit, band, regions, alpha, near, oversample):
     regions : ndarray of int64, shape (ny, nx)
     alpha : ndarray of float64, shape (ny, nx)
     near : ndarray of int64, shape (ny_os,)
+        Nearest native row (the parent) of each oversampled row.
     oversample : float
+        ``N``; nothing is done at ``N = 1``.
+
+    Notes
+    -----
+    Not in the paper (whose oversampled model need not keep the column's flux); the
+    measured effect on aperture noise is in docs/algorithm.md.
     """
     if oversample == 1.0 or fit.spline_os is fit.spline_native:
         return
@@ -334,8 +348,8 @@ def conserve_band_flux(fit, band, regions, alpha, near, oversample):
 
 
 def combine_models(
-    flux, regions, alpha, alpha_os, y_os, near, fit, *, oversample, slope_limit, pad,
-    psf_optimal, sigmas=None, squared=None, inflation=1.0,
+    flux, regions, alpha, alpha_os, y_os, near, fit, band, *, oversample, psf_optimal,
+    sigmas=None, squared=None, inflation=1.0,
 ):  # fmt: skip
     """
     Build the linear and residual models and combine them with the spline model.
@@ -352,8 +366,8 @@ def combine_models(
     fit : TraceFit
         Spline models from `atm_step.core.trace_fit.fit_regions`.
     oversample : float
-    slope_limit : float
-    pad : float
+    band : BandTable
+        The regions' compact-source bands (`compact_source_band`).
     psf_optimal : bool
         Leave out the residual model inside the band.
     sigmas : ndarray of float64, shape (k, ny, nx), optional
@@ -377,7 +391,6 @@ def combine_models(
     pixels stay NaN. NaN input pixels inside the band are thus filled by the model, the
     residual being interpolated from their neighbours.
     """
-    band = compact_source_band(fit, regions, alpha, slope_limit, pad)
     if CONSERVE_BAND_FLUX:
         conserve_band_flux(fit, band, regions, alpha, near, oversample)
     lookup = np.full(int(regions.max(initial=0)) + 1, -1, dtype=np.int64)
