@@ -84,6 +84,8 @@ MAX_MISSING_FLUX = 0.5
 #: of the aperture noise with N for isolated stars and binaries, but on the crowded
 #: field with diffuse lines it raised it (1.05x -> 1.3x of N = 1) and moved 0.6% of the
 #: field's flux (docs/algorithm.md)
+#: Superseded by the band-restricted factor, `atm_step.core.combine.conserve_band_flux`
+#: (on), which also acts where the band is not the whole region.
 CONSERVE_FLUX = False
 #: ... unless that would change it by more than this factor, or the native model's
 #: samples cancel (a faint column whose sums are mostly noise)
