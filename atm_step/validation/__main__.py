@@ -10,6 +10,10 @@ Subsets (print the grid table; write nothing unless --json is given):
     python -m atm_step.validation --scene binary --fwhm 1 --n 3
     python -m atm_step.validation --scene isolated --fwhm 2 --snr 100 --no-jwst
 
+MIRI MRS channels 3/4 matrix (writes <out>/validation_miri.md and .json only):
+
+    python -m atm_step.validation --only-miri-matrix --out docs
+
 jwst results are cached in $ATM_STEP_VALIDATION_CACHE (default
 ~/.cache/atm-step-validation), so re-runs only pay for atm-step.
 """
@@ -46,6 +50,9 @@ def _parser():
                    help="re-run only the full sharp-PSF grid; other numbers come from <out>/validation.json")
     p.add_argument("--only-miri", action="store_true",
                    help="run only the MIRI MRS section; other numbers come from <out>/validation.json")
+    p.add_argument("--only-miri-matrix", action="store_true",
+                   help="run only the MIRI ch3/ch4 matrix (point, nebula, binary; with and without blur; "
+                   "common spaxel mask) and write <out>/validation_miri.md (section 6b)")
     p.add_argument("--no-miri", action="store_true", help="skip the MIRI MRS section")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -106,6 +113,17 @@ def main(argv=None):
         res = report.grid_section(args.out, grid_kw=jwst_kw, command=command.strip())
         print(G.format_table(res["grid"]))
         print(f"wrote {args.out}/validation.md (grid section re-run in {res['grid']['seconds']:.0f} s)")
+        return 0
+    if args.only_miri_matrix:
+        import tempfile
+
+        from atm_step.validation import miri_matrix as MM
+
+        with tempfile.TemporaryDirectory(prefix="atm_miri_matrix_") as tmp:
+            res = MM.run_matrix(report._default_data_dir(), tmp, cache=not args.no_cache)
+        path = MM.write_report(args.out, res, command.strip())
+        print(MM.render_markdown(res))
+        print(f"wrote {path} in {res['seconds']:.0f} s")
         return 0
     if args.only_miri:
         report.miri_section(args.out)

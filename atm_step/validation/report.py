@@ -14,7 +14,8 @@ __all__ = ["generate", "grid_section", "miri_section", "render_markdown", "commi
 log = logging.getLogger(__name__)
 
 
-_GENERATED = ("docs/validation.md", "docs/validation.json", "docs/figures")
+_GENERATED = ("docs/validation.md", "docs/validation.json", "docs/figures", "docs/validation_miri.md",
+              "docs/validation_miri.json")
 
 
 def commit_stamp(command):
@@ -453,3 +454,5 @@ def _render_miri(m, w):
           f"{_pct(x.get('rms_noisefree'))} | {x['ap_vs_standard']:.4f} ({_pct(x['ap_vs_standard_p95'])}) | "
           f"{x['ap_total_vs_standard']:.4f} | {x['seconds']:.1f} |")
     w(f"\nMIRI section run time {m['seconds']:.0f} s (steps, pixel_replace and cube_build, noisy and noise-free).\n")
+    w("Channels 3 and 4, point source / nebula / binary, with and without blur, on a common spaxel mask: "
+      "[validation_miri.md](validation_miri.md) (section 6b, `python -m atm_step.validation --only-miri-matrix`).\n")
