@@ -70,6 +70,7 @@ __all__ = [
     "psf_profile",
     "render_markdown",
     "run_matrix",
+    "scene_cubes",
     "write_report",
 ]
 
@@ -292,7 +293,9 @@ def inject_scene(model, scene, *, blur_fwhm=0.0, background=0.05, nsub=5, seed=1
     scene at ``nsub`` sub-positions spread along detector x (along the slice), mapped
     through the model's ``detector -> alpha_beta`` transform; the spectra are
     evaluated at the pixel centre's wavelength; across the slice the scene is taken at
-    the slice centre ``beta``. Gaussian noise of the model's ERR is added (seeded).
+    the slice centre ``beta``. The blur applies to the point sources only (it leaves
+    the nebula's linear gradient unchanged, and its lines are spatially linear too).
+    Gaussian noise of the model's ERR is added (seeded).
     Pixels outside slices become NaN with DO_NOT_USE and NON_SCIENCE.
 
     Parameters
@@ -559,6 +562,60 @@ def _jwst_cubes(model, n, cubepar, channels, grids, cache):
     return cubes, dt, False
 
 
+def scene_cubes(data_dir, workdir, scene, blur, cfg, *, cubepar=None, keep_slices=None, cache=True):
+    """
+    Cubes of every method for one scene and blur, per channel, on the standard's grid.
+
+    Parameters
+    ----------
+    data_dir, workdir : str or Path
+        Shared data folder (``miri_mrs/``); writable scratch folder.
+    scene : Scene
+        From :func:`make_scene`.
+    blur : float
+        Extra Gaussian blur FWHM (arcsec).
+    cfg : MatrixConfig
+        ``channels``, ``oversamples``, ``peak_snr``, ``seed``.
+    cubepar : str or Path, optional
+        From `atm_step.validation.miri.write_cubepar` (written to ``workdir`` if None).
+    keep_slices : sequence of int, optional
+        Slice ids kept in the slice map (others gap).
+    cache : bool
+        Use the jwst cache (see :func:`run_matrix`).
+
+    Returns
+    -------
+    dict
+        ``cubes``: ``(method, N)`` -> channel -> flux cube ``(ny, nx, n_wave)``
+        (MJy/sr, NaN where cube_build put no pixel) of the noisy image, for
+        ``("standard", 1)``, ``("ours", N)``, ``("jwst", N)``; ``reference``: channel ->
+        noise-free standard cube; ``seconds`` and ``cached`` per ``(method, N)``;
+        ``err``: the noise sigma (MJy/sr); ``grids``: channel -> cube_build grid;
+        ``image``: the noisy IFUImageModel.
+    """
+    workdir = Path(workdir)
+    if cubepar is None:
+        cubepar = write_cubepar(workdir / "cubepar_matrix.fits")
+    images = {}
+    for noisy in (True, False):
+        m = miri_mrs_model(data_dir, workdir, err=1.0, band="34C", keep_slices=keep_slices)
+        err = inject_scene(m, scene, blur_fwhm=blur, seed=cfg.seed, noise=noisy, peak_snr=cfg.peak_snr)
+        images[noisy] = m
+    grids = {}
+    reference = _cubes(images[False], cubepar, cfg.channels, grids)
+    cubes = {("standard", 1): _cubes(images[True], cubepar, cfg.channels, grids)}
+    seconds, cached = {("standard", 1): 0.0}, {}
+    for n in cfg.oversamples:
+        img, seconds[("ours", n)] = _run_step("ours", images[True], n)
+        cubes[("ours", n)] = _cubes(img, cubepar, cfg.channels, grids)
+        del img
+    for n in cfg.oversamples:
+        key = ("jwst", n)
+        cubes[key], seconds[key], cached[key] = _jwst_cubes(images[True], n, cubepar, cfg.channels, grids, cache)
+    return {"cubes": cubes, "reference": reference, "seconds": seconds, "cached": cached, "err": err,
+            "grids": grids, "image": images[True]}  # fmt: skip
+
+
 def run_matrix(data_dir, workdir, cfg=None, *, cache=True):
     """
     Run the MIRI ch3/ch4 matrix: scenes x blur x channel x N, ours vs jwst on a common mask.
@@ -604,27 +661,11 @@ def run_matrix(data_dir, workdir, cfg=None, *, cache=True):
         scene = make_scene(name, cfg.alpha0, cfg.beta0)
         for blur in cfg.blurs:
             t0 = time.perf_counter()
-            images = {}
-            for noisy in (True, False):
-                m = miri_mrs_model(data_dir, workdir, err=1.0, band="34C", keep_slices=keep)
-                err = inject_scene(m, scene, blur_fwhm=blur, seed=cfg.seed, noise=noisy, peak_snr=cfg.peak_snr)
-                images[noisy] = m
-            errs.append({"scene": name, "blur": blur, "err": err})
-            grids = {}
-            reference = _cubes(images[False], cubepar, cfg.channels, grids)
-            cubes = {("standard", 1): _cubes(images[True], cubepar, cfg.channels, grids)}
-            seconds = {("standard", 1): 0.0}
-            cached = {}
-            for n in cfg.oversamples:
-                img, seconds[("ours", n)] = _run_step("ours", images[True], n)
-                cubes[("ours", n)] = _cubes(img, cubepar, cfg.channels, grids)
-                del img
-            for n in cfg.oversamples:
-                key = ("jwst", n)
-                cubes[key], seconds[key], cached[key] = _jwst_cubes(images[True], n, cubepar, cfg.channels,
-                                                                   grids, cache)  # fmt: skip
+            sc = scene_cubes(data_dir, workdir, scene, blur, cfg, cubepar=cubepar, keep_slices=keep, cache=cache)
+            errs.append({"scene": name, "blur": blur, "err": sc["err"]})
+            cubes = sc["cubes"]
             for ch in cfg.channels:
-                res = measure_channel({k: v[ch] for k, v in cubes.items()}, reference[ch],
+                res = measure_channel({k: v[ch] for k, v in cubes.items()}, sc["reference"][ch],
                                       n_spaxels=cfg.n_spaxels, box=cfg.box)  # fmt: skip
                 masks.append({"scene": name, "blur": blur, "channel": ch, "n_common": res["n_common"],
                               "n_spaxels_total": int(res["mask"].size),
@@ -632,7 +673,7 @@ def run_matrix(data_dir, workdir, cfg=None, *, cache=True):
                 for r in res["rows"]:
                     key = (r["method"], r["N"])
                     rows.append({"scene": name, "blur": blur, "channel": ch, **r,
-                                 "seconds": seconds[key], "cached": cached.get(key, False)})  # fmt: skip
+                                 "seconds": sc["seconds"][key], "cached": sc["cached"].get(key, False)})  # fmt: skip
             log.info("MIRI matrix %s blur %.1f\": %.0f s", name, blur, time.perf_counter() - t0)
     return {"rows": rows, "masks": masks, "errs": errs, "config": cfg.as_dict(),
             "seconds": time.perf_counter() - t_all}  # fmt: skip
