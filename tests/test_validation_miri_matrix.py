@@ -83,7 +83,7 @@ def test_binary_injection_puts_the_analytic_flux_along_each_slice(miri_data, ch3
 def point_cubes(miri_data, ch3_keep, tmp_path_factory, monkeypatch_module):
     cache = tmp_path_factory.mktemp("jwst_cache")
     monkeypatch_module.setenv("ATM_STEP_VALIDATION_CACHE", str(cache))
-    cfg = MM.MatrixConfig(channels={"3": MM.CHANNELS["3"]}, oversamples=(2,))
+    cfg = MM.MatrixConfig(channels={"3": MM.CHANNELS["3"]}, oversamples=(2,), noise_free=False)
     work = tmp_path_factory.mktemp("matrix")
     sc = MM.scene_cubes(miri_data, work, MM.make_scene("point"), 0.0, cfg, keep_slices=ch3_keep)
     return sc, cfg, work, cache

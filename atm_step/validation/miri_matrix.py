@@ -470,6 +470,9 @@ class MatrixConfig:
         Noise seed.
     n_spaxels, box : int
         Spaxels measured, aperture side (spaxels).
+    noise_free : bool
+        Also run both steps on the noise-free image (rows ``ours_nf``, ``jwst_nf``:
+        the artifacts without the noise; measured on the same common mask).
     slices_near_source : int or None
         Keep only the ``2 n + 1`` slices of each channel nearest ``beta0`` (others
         gap; for quick tests). None (the default, used for the report) keeps every
@@ -488,6 +491,7 @@ class MatrixConfig:
     n_spaxels: int = 20
     box: int = 6
     slices_near_source: int = None
+    noise_free: bool = True
 
     def as_dict(self):
         """The settings as a plain dict (for the JSON record)."""
@@ -588,7 +592,8 @@ def scene_cubes(data_dir, workdir, scene, blur, cfg, *, cubepar=None, keep_slice
     dict
         ``cubes``: ``(method, N)`` -> channel -> flux cube ``(ny, nx, n_wave)``
         (MJy/sr, NaN where cube_build put no pixel) of the noisy image, for
-        ``("standard", 1)``, ``("ours", N)``, ``("jwst", N)``; ``reference``: channel ->
+        ``("standard", 1)``, ``("ours", N)``, ``("jwst", N)`` (and of the noise-free
+        image for ``("ours_nf", N)``, ``("jwst_nf", N)`` with ``cfg.noise_free``); ``reference``: channel ->
         noise-free standard cube; ``seconds`` and ``cached`` per ``(method, N)``;
         ``err``: the noise sigma (MJy/sr); ``grids``: channel -> cube_build grid;
         ``image``: the noisy IFUImageModel.
@@ -612,6 +617,14 @@ def scene_cubes(data_dir, workdir, scene, blur, cfg, *, cubepar=None, keep_slice
     for n in cfg.oversamples:
         key = ("jwst", n)
         cubes[key], seconds[key], cached[key] = _jwst_cubes(images[True], n, cubepar, cfg.channels, grids, cache)
+    if getattr(cfg, "noise_free", False):
+        for n in cfg.oversamples:
+            img, seconds[("ours_nf", n)] = _run_step("ours", images[False], n)
+            cubes[("ours_nf", n)] = _cubes(img, cubepar, cfg.channels, grids)
+            del img
+            key = ("jwst_nf", n)
+            cubes[key], seconds[key], cached[key] = _jwst_cubes(images[False], n, cubepar, cfg.channels, grids,
+                                                               cache)  # fmt: skip
     return {"cubes": cubes, "reference": reference, "seconds": seconds, "cached": cached, "err": err,
             "grids": grids, "image": images[True]}  # fmt: skip
 
@@ -729,14 +742,18 @@ def render_markdown(res, stamp=None):
       + ", ".join(f"ch{ch} {lo}-{hi} µm" for ch, (lo, hi) in c["channels"].items()) + ". jwst's cubes are "
       "cached on disk (`$ATM_STEP_VALIDATION_CACHE`) by a hash of the input image, N, grids and versions.")
     w("- Common mask: spaxels finite at >= 90% of the wavelengths in every cube of the scene and channel "
-      "(standard, ours and jwst at each N, and the noise-free reference); inside it, voxels NaN in any cube are "
+      "(standard, ours and jwst at each N, noisy and noise-free, and the noise-free reference); inside it, voxels NaN in any cube are "
       "NaN in all. On it: the paper's artifact half-amplitude (section 1's measure, median over the "
       f"{c['n_spaxels']} brightest spaxels of the noise-free standard cube) and the {c['box']} x {c['box']} "
       "spaxel aperture flux over the standard's (median over wavelength). For the nebula the brightest spaxels "
       "are the star's; the nebula's lines, different in a spaxel and in the aperture, add the same features to "
       "every method's ratio (a floor common to all).\n")
-    w("| scene | blur | ch | N | standard | ours | jwst | ours / jwst | ours <= jwst | aperture / standard: ours, jwst | common spaxels |")
-    w("|---|---|---|---|---|---|---|---|---|---|---|")
+    nf = bool(c.get("noise_free"))
+    w("| scene | blur | ch | N | standard | ours | jwst | ours / jwst | ours <= jwst | "
+      + ("noise-free: ours, jwst, ratio | " if nf else "")
+      + "aperture / standard: ours, jwst | common spaxels |")
+    w("|---|---|---|---|---|---|---|---|---|" + ("---|" if nf else "") + "---|---|")
+    nf_losses = []
     by = {(r["scene"], r["blur"], r["channel"], r["method"], r["N"]): r for r in res["rows"]}
     nmask = {(m["scene"], m["blur"], m["channel"]): m for m in res["masks"]}
     losses = []
@@ -751,9 +768,16 @@ def render_markdown(res, stamp=None):
                     ok = o["half_amp"] <= j["half_amp"]
                     if not ok:
                         losses.append(f"{name}, blur {blur}\", ch{ch}, N={n} (ours/jwst {ratio:.3f})")
+                    nf_cell = ""
+                    if nf:
+                        onf, jnf = by[(name, blur, ch, "ours_nf", n)], by[(name, blur, ch, "jwst_nf", n)]
+                        rnf = onf["half_amp"] / jnf["half_amp"] if jnf["half_amp"] else np.nan
+                        if onf["half_amp"] > jnf["half_amp"]:
+                            nf_losses.append(f"{name}, blur {blur}\", ch{ch}, N={n} ({rnf:.3f})")
+                        nf_cell = f"{_pct(onf['half_amp'])}, {_pct(jnf['half_amp'])}, {rnf:.3f} | "
                     w(f"| {name} | {blur:.1f}\" | {ch} | {n} | {_pct(std['half_amp'])} | {_pct(o['half_amp'])} | "
                       f"{_pct(j['half_amp'])}{' (cached)' if j['cached'] else ''} | {ratio:.3f} | "
-                      f"{'yes' if ok else '**no**'} | {o['ap_vs_standard']:.4f}, {j['ap_vs_standard']:.4f} | "
+                      f"{'yes' if ok else '**no**'} | {nf_cell}{o['ap_vs_standard']:.4f}, {j['ap_vs_standard']:.4f} | "
                       f"{mk['n_common']} of {mk['n_finite_standard']} |")  # fmt: skip
     total = len(c["scenes"]) * len(c["blurs"]) * len(c["channels"]) * len(c["oversamples"])
     w("")
@@ -762,6 +786,10 @@ def render_markdown(res, stamp=None):
           + "; ".join(losses) + ".")
     else:
         w(f"Ours is no worse than jwst in all {total} cells.")
+    if nf:
+        w("\nNoise-free (the same steps on the noise-free image, same mask and spaxels): ours is no worse than jwst "
+          f"in {total - len(nf_losses)} of {total} cells" + ("; it loses in: " + "; ".join(nf_losses) if nf_losses
+                                                            else "") + ".")  # fmt: skip
     w("\n'common spaxels' = spaxels in the common mask of all cubes, of those finite (>= 90%) in the standard "
       "cube alone. Noise sigma per scene (MJy/sr): "
       + ", ".join(f"{e['scene']} {e['blur']:.1f}\": {e['err']:.4g}" for e in res["errs"]) + ".")
