@@ -353,7 +353,6 @@ def inject_point_source(
     IFUImageModel
         The same model.
     """
-    from stdatamodels.jwst.datamodels import dqflags
 
     ny, nx = model.data.shape
     det2ab = model.meta.wcs.get_transform("detector", "alpha_beta")
@@ -374,7 +373,17 @@ def inject_point_source(
         peak = flux(wave)
     rng = np.random.default_rng(seed)
     data = peak * prof + background + noise * rng.normal(0.0, 1.0, (ny, nx)) * np.asarray(model.err)
-    bad = ~np.isfinite(data)
+    _set_data(model, data, ~np.isfinite(data))
+    return model
+
+
+def _set_data(model, data, bad):
+    """Store ``data`` as the model's SCI array with the pixels ``bad`` (outside every
+    slice, or NaN) NaN in SCI, ERR and the variances and flagged DO_NOT_USE +
+    NON_SCIENCE in DQ, as the pipeline marks them."""
+    from stdatamodels.jwst.datamodels import dqflags
+
+    data = np.array(data, dtype=np.float64)
     data[bad] = np.nan
     model.data = data.astype(np.float32)
     dq = np.asarray(model.dq).copy()
@@ -384,7 +393,6 @@ def inject_point_source(
         arr = np.asarray(getattr(model, name)).copy()
         arr[bad] = np.nan
         setattr(model, name, arr)
-    return model
 
 
 def build_cube(model, cubepar, wave_range, grid=None, channel="3"):

@@ -33,7 +33,6 @@ keeps the total flux ``4 lambda^2 / (pi D^2)`` (sr) of the peak-1 Airy.
 import hashlib
 import logging
 import os
-import tempfile
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -44,9 +43,11 @@ from scipy.interpolate import RegularGridInterpolator
 from scipy.special import i0e
 
 from atm_step.validation import measures as M
+from atm_step.validation.grid import _save_npz
 from atm_step.validation.miri import (
     _as_measure_cube,
     _run_step,
+    _set_data,
     airy_pixel_integrated,
     band_files,
     miri_mrs_model,
@@ -324,7 +325,6 @@ def inject_scene(model, scene, *, blur_fwhm=0.0, background=0.05, nsub=5, seed=1
     float
         The per-pixel error sigma in use (MJy/sr).
     """
-    from stdatamodels.jwst.datamodels import dqflags
 
     ny, nx = model.data.shape
     det2ab = model.meta.wcs.get_transform("detector", "alpha_beta")
@@ -347,15 +347,7 @@ def inject_scene(model, scene, *, blur_fwhm=0.0, background=0.05, nsub=5, seed=1
             setattr(model, name, np.full((ny, nx), err**2 / 3, dtype=np.float32))
     if noise:
         data = data + np.random.default_rng(seed).normal(0.0, 1.0, (ny, nx)) * np.asarray(model.err)
-    data[bad] = np.nan
-    model.data = data.astype(np.float32)
-    dq = np.asarray(model.dq).copy()
-    dq[bad] |= dqflags.pixel["DO_NOT_USE"] | dqflags.pixel["NON_SCIENCE"]
-    model.dq = dq
-    for name in ("err", "var_poisson", "var_rnoise", "var_flat"):
-        arr = np.asarray(getattr(model, name)).copy()
-        arr[bad] = np.nan
-        setattr(model, name, arr)
+    _set_data(model, data, bad)
     return float(np.nanmedian(model.err))
 
 
@@ -518,17 +510,6 @@ def _jwst_key(model, n, channels, grids):
     return h.hexdigest()[:32]
 
 
-def _save_npz(path, arrays):
-    """Write ``arrays`` to ``path`` atomically."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _cubes(img, cubepar, channels, grids):
