@@ -1,0 +1,98 @@
+"""Prototype, not part of the package: a Wiener-weighted residual model inside the band.
+
+Measures the lead quoted in docs/algorithm.md ("Measured leads, not built yet") on the
+issue-9 grid, by post-processing the core's output: inside the compact-source band
+each oversampled residual ``r`` becomes ``r * r**2 / (r**2 + (k * sigma)**2)``, with
+``sigma`` the pixel's error before the inflation ``X = 0.23 N + 0.77``. Everything
+else (the grid, the jwst cache, the measures) is `atm_step.validation.grid`'s.
+
+Usage (jwst cubes come from the validation cache; run the grid once first)::
+
+    python benchmarks/experiments/residual_weight.py grid isolated:1 binary:1 crowded:1
+    python benchmarks/experiments/residual_weight.py companion 1 0.1
+"""
+
+import argparse
+import dataclasses
+
+import numpy as np
+
+from atm_step.validation import grid as G
+from atm_step.validation import methods as M
+from atm_step.validation.drizzle import drizzle_slices
+
+
+def weighted(processed, n, k=1.0):
+    """The processed image with the band's residual weighted (see module docstring)."""
+    r = processed.extra["result"]
+    sigma = r.err / (0.23 * n + 0.77)
+    res = np.nan_to_num(r.residual)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = res**2 / (res**2 + (k * sigma) ** 2)
+    w = np.where(np.isfinite(w), w, 1.0)
+    flux = np.where(r.band.astype(bool) & np.isfinite(r.flux), r.flux - res + w * res, r.flux)
+    return dataclasses.replace(processed, flux=flux)
+
+
+def grid_cases(cases, k):
+    """Grid rows (ours / jwst / ideal, %) with the weighted residual."""
+    original = M.run_ours
+    M.run_ours = lambda scene, n, **kw: weighted(original(scene, n, **kw), n, k)
+    try:
+        for item in cases:
+            recipe, fwhm = item.split(":")
+            res = G.measure_case(G.Case(recipe, float(fwhm), G.RECIPES[recipe].peak_snr), jwst_compute=False)
+            for row in res["rows"]:
+                jw = row.get("jwst")
+                print(f"{recipe} {fwhm} {row['variant']:10s} N={row['N']} ours {100 * row['ours']:.2f} "
+                      f"jwst {100 * jw if jw else float('nan'):.2f} ideal {100 * row['ideal']:.2f} "
+                      f"noise/N1 {row.get('ours_noise') or float('nan'):.3f} field {row['ours_total']:.4f}")
+    finally:
+        M.run_ours = original
+
+
+def companion(fwhm, ratio, k):
+    """Flux of a faint companion (0.33" away, ``ratio`` x the star) in a 3 x 3 spaxel
+    box against truth, N = 3, without and with the weighted residual."""
+    opts = G._binary(0.33)
+    opts["flux2"] = opts["flux1"] * ratio
+    G.RECIPES["faint_companion"] = G.Recipe("faint_companion", "faint companion", "two_sources", opts, 2000.0)
+    scene = G.build_scene(G.Case("faint_companion", fwhm, 2000.0))
+    std = M.run_standard(scene)
+    cstd = drizzle_slices(std.flux, std.alpha, std.regions, std.pixel_size, err=std.err)
+    edges = np.append(cstd.centres - 0.05, cstd.centres[-1] + 0.05)
+    truth, _ = G.truth_cubes(scene, cstd.centres, edges, (3,), cache=False)
+    src = scene.sources[1]
+    ia = int(np.argmin(np.abs(cstd.centres - src.alpha)))
+    ib = int(np.argmin(np.abs(scene.beta - src.beta)))
+
+    def box(c):
+        return np.nansum(c[ib - 1 : ib + 2, ia - 1 : ia + 2, :], axis=(0, 1))[2:-2]
+
+    tb = box(truth)
+    for label, flux in (("noisy", scene.flux), ("noise-free", G.noise_free_flux(scene))):
+        p = M.run_ours(scene, 3, flux=flux)
+        for name, q in (("ours", p), ("weighted", weighted(p, 3, k))):
+            c = drizzle_slices(q.flux, q.alpha, q.regions, q.pixel_size, err=q.err, edges=edges).flux
+            print(f"FWHM {fwhm} ratio {ratio} {label:10s} {name:8s} companion box / truth, median "
+                  f"{np.nanmedian(box(c) / tb):.4f}")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="what", required=True)
+    g = sub.add_parser("grid")
+    g.add_argument("cases", nargs="+", help="recipe:fwhm, e.g. isolated:1")
+    c = sub.add_parser("companion")
+    c.add_argument("fwhm", type=float)
+    c.add_argument("ratio", type=float)
+    ap.add_argument("--k", type=float, default=1.0, help="sigma multiplier of the weight")
+    args = ap.parse_args()
+    if args.what == "grid":
+        grid_cases(args.cases, args.k)
+    else:
+        companion(args.fwhm, args.ratio, args.k)
+
+
+if __name__ == "__main__":
+    main()
