@@ -35,6 +35,7 @@ __all__ = [
     "airy_pixel_integrated",
     "write_cubepar",
     "offline_crds",
+    "build_channel_cubes",
     "build_cube",
     "MiriConfig",
     "DEFAULT_CONFIG",
@@ -395,9 +396,9 @@ def _set_data(model, data, bad):
         setattr(model, name, arr)
 
 
-def build_cube(model, cubepar, wave_range, grid=None, channel="3"):
+def build_channel_cubes(model, cubepar, channels, grids=None):
     """
-    jwst's ``pixel_replace`` then ``cube_build`` (drizzle weighting) of one exposure.
+    jwst's ``pixel_replace`` once, then ``cube_build`` (drizzle weighting) per channel.
 
     Parameters
     ----------
@@ -406,6 +407,46 @@ def build_cube(model, cubepar, wave_range, grid=None, channel="3"):
     cubepar : str
         Path written by :func:`write_cubepar` (it holds the ``MULTICHANNEL_DRIZ``
         table that ``weighting='drizzle'`` reads).
+    channels : dict of str to tuple of float
+        Channel to build -> its ``(wavemin, wavemax)`` in um.
+    grids : dict of str to dict, optional
+        Channel -> ``ra_center``, ``dec_center``, ``nspax_x``, ``nspax_y``, forcing a
+        common grid. A channel missing from it is built on cube_build's own grid, which
+        is then added (so later calls with the same dict share it).
+
+    Returns
+    -------
+    dict of str to IFUCubeModel
+    """
+    from jwst.cube_build import CubeBuildStep
+    from jwst.pixel_replace import PixelReplaceStep
+
+    grids = {} if grids is None else grids
+    out = {}
+    with offline_crds():
+        replaced = PixelReplaceStep.call(model)
+        for ch, (lo, hi) in channels.items():
+            kwargs = {"override_cubepar": str(cubepar), "channel": ch, "weighting": "drizzle",
+                      "wavemin": lo, "wavemax": hi, **grids.get(ch, {})}  # fmt: skip
+            cube = CubeBuildStep.call(replaced, **kwargs)[0]
+            grids.setdefault(ch, {"ra_center": float(cube.meta.wcsinfo.crval1),
+                                  "dec_center": float(cube.meta.wcsinfo.crval2),
+                                  "nspax_x": int(cube.data.shape[2]),
+                                  "nspax_y": int(cube.data.shape[1])})  # fmt: skip
+            out[ch] = cube
+    return out
+
+
+def build_cube(model, cubepar, wave_range, grid=None, channel="3"):
+    """
+    jwst's ``pixel_replace`` then ``cube_build`` (drizzle weighting) of one channel.
+
+    Parameters
+    ----------
+    model : IFUImageModel
+        Standard or ATM-oversampled MIRI MRS image.
+    cubepar : str
+        Path written by :func:`write_cubepar`.
     wave_range : tuple of float
         ``(wavemin, wavemax)`` in um.
     grid : dict, optional
@@ -417,21 +458,8 @@ def build_cube(model, cubepar, wave_range, grid=None, channel="3"):
     -------
     IFUCubeModel
     """
-    from jwst.cube_build import CubeBuildStep
-    from jwst.pixel_replace import PixelReplaceStep
-
-    with offline_crds():
-        replaced = PixelReplaceStep.call(model)
-        kwargs = dict(
-            override_cubepar=str(cubepar),
-            channel=channel,
-            weighting="drizzle",
-            wavemin=wave_range[0],
-            wavemax=wave_range[1],
-        )
-        if grid is not None:
-            kwargs.update(grid)
-        return CubeBuildStep.call(replaced, **kwargs)[0]
+    grids = {} if grid is None else {channel: dict(grid)}
+    return build_channel_cubes(model, cubepar, {channel: wave_range}, grids)[channel]
 
 
 class MiriConfig:
@@ -615,14 +643,8 @@ def point_source_metrics(data_dir, workdir, cfg=DEFAULT_CONFIG):
                                 images[name], n, overrides)  # fmt: skip
             if name == "noisy":
                 seconds[(method, n)] = dt
-            for ch, wave_range in cfg.channels.items():
-                cube = build_cube(img, cubepar, wave_range, grids.get(ch), channel=ch)
-                if ch not in grids:
-                    grids[ch] = {"ra_center": cube.meta.wcsinfo.crval1,
-                                 "dec_center": cube.meta.wcsinfo.crval2,
-                                 "nspax_x": int(cube.data.shape[2]),
-                                 "nspax_y": int(cube.data.shape[1])}  # fmt: skip
-                    spaxel[ch] = float(abs(cube.meta.wcsinfo.cdelt2) * 3600.0)
+            for ch, cube in build_channel_cubes(img, cubepar, cfg.channels, grids).items():
+                spaxel.setdefault(ch, float(abs(cube.meta.wcsinfo.cdelt2) * 3600.0))
                 cubes[(ch, method, n, name)] = _as_measure_cube(cube)
             log.info("MIRI %s %s N=%d %s: step %.1f s", cfg.band, method, n, name, dt)
             del img

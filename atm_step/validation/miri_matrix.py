@@ -32,7 +32,6 @@ keeps the total flux ``4 lambda^2 / (pi D^2)`` (sr) of the peak-1 Airy.
 
 import hashlib
 import logging
-import os
 import time
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -43,15 +42,15 @@ from scipy.interpolate import RegularGridInterpolator
 from scipy.special import i0e
 
 from atm_step.validation import measures as M
-from atm_step.validation.grid import _save_npz
+from atm_step.validation.grid import _save_npz, cache_dir
 from atm_step.validation.miri import (
     _as_measure_cube,
     _run_step,
     _set_data,
     airy_pixel_integrated,
     band_files,
+    build_channel_cubes,
     miri_mrs_model,
-    offline_crds,
     slices_near,
     write_cubepar,
 )
@@ -490,10 +489,6 @@ class MatrixConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in vars(self).items()}
 
 
-def _cache_dir():
-    return Path(os.environ.get("ATM_STEP_VALIDATION_CACHE", Path.home() / ".cache" / "atm-step-validation"))
-
-
 def _jwst_key(model, n, channels, grids):
     """SHA-256 of what jwst's cubes depend on: the image, N, channels, grids, versions."""
     import jwst
@@ -510,32 +505,14 @@ def _jwst_key(model, n, channels, grids):
     return h.hexdigest()[:32]
 
 
-
-
 def _cubes(img, cubepar, channels, grids):
-    """pixel_replace once, cube_build per channel; measures-layout flux cubes and grids."""
-    from jwst.cube_build import CubeBuildStep
-    from jwst.pixel_replace import PixelReplaceStep
-
-    out = {}
-    with offline_crds():
-        replaced = PixelReplaceStep.call(img)
-        for ch, (lo, hi) in channels.items():
-            kw = {"override_cubepar": str(cubepar), "channel": ch, "weighting": "drizzle", "wavemin": lo,
-                  "wavemax": hi}  # fmt: skip
-            kw.update(grids.get(ch, {}))
-            cube = CubeBuildStep.call(replaced, **kw)[0]
-            if ch not in grids:
-                grids[ch] = {"ra_center": float(cube.meta.wcsinfo.crval1),
-                             "dec_center": float(cube.meta.wcsinfo.crval2),
-                             "nspax_x": int(cube.data.shape[2]), "nspax_y": int(cube.data.shape[1])}  # fmt: skip
-            out[ch] = _as_measure_cube(cube)[0]
-    return out
+    """Measures-layout flux cubes per channel (`build_channel_cubes`, which fills ``grids``)."""
+    return {ch: _as_measure_cube(c)[0] for ch, c in build_channel_cubes(img, cubepar, channels, grids).items()}
 
 
 def _jwst_cubes(model, n, cubepar, channels, grids, cache):
     """jwst's step at N and its cubes, from the disk cache when there; (cubes, seconds, cached)."""
-    path = _cache_dir() / f"miri_matrix_jwst_{_jwst_key(model, n, channels, grids)}.npz"
+    path = cache_dir() / f"miri_matrix_jwst_{_jwst_key(model, n, channels, grids)}.npz"
     if cache and path.exists():
         with np.load(path) as z:
             log.info("jwst N=%d cubes from cache %s", n, path.name)
@@ -591,21 +568,16 @@ def scene_cubes(data_dir, workdir, scene, blur, cfg, *, cubepar=None, keep_slice
     reference = _cubes(images[False], cubepar, cfg.channels, grids)
     cubes = {("standard", 1): _cubes(images[True], cubepar, cfg.channels, grids)}
     seconds, cached = {("standard", 1): 0.0}, {}
-    for n in cfg.oversamples:
-        img, seconds[("ours", n)] = _run_step("ours", images[True], n)
-        cubes[("ours", n)] = _cubes(img, cubepar, cfg.channels, grids)
-        del img
-    for n in cfg.oversamples:
-        key = ("jwst", n)
-        cubes[key], seconds[key], cached[key] = _jwst_cubes(images[True], n, cubepar, cfg.channels, grids, cache)
-    if getattr(cfg, "noise_free", False):
+    variants = [("", images[True])] + ([("_nf", images[False])] if cfg.noise_free else [])
+    for suffix, image in variants:
         for n in cfg.oversamples:
-            img, seconds[("ours_nf", n)] = _run_step("ours", images[False], n)
-            cubes[("ours_nf", n)] = _cubes(img, cubepar, cfg.channels, grids)
+            key = ("ours" + suffix, n)
+            img, seconds[key] = _run_step("ours", image, n)
+            cubes[key] = _cubes(img, cubepar, cfg.channels, grids)
             del img
-            key = ("jwst_nf", n)
-            cubes[key], seconds[key], cached[key] = _jwst_cubes(images[False], n, cubepar, cfg.channels, grids,
-                                                               cache)  # fmt: skip
+        for n in cfg.oversamples:
+            key = ("jwst" + suffix, n)
+            cubes[key], seconds[key], cached[key] = _jwst_cubes(image, n, cubepar, cfg.channels, grids, cache)
     return {"cubes": cubes, "reference": reference, "seconds": seconds, "cached": cached, "err": err,
             "grids": grids, "image": images[True]}  # fmt: skip
 
