@@ -7,7 +7,7 @@ builds those scenes on the real band-34C geometry (both channels are on that
 MIRIFULONG exposure, `atm_step.validation.miri.miri_mrs_model`), runs the standard
 processing, atm-step's and jwst's ``adaptive_trace_model`` step, builds cubes per
 channel with jwst's ``pixel_replace`` + ``cube_build`` on the standard cube's grid
-(`atm_step.validation.miri.build_cube`'s recipe) and measures on the spaxels finite in
+(`atm_step.validation.miri.build_channel_cubes`) and measures on the spaxels finite in
 every cube (:func:`common_mask`).
 
 Scenes (:func:`make_scene`), all in each channel's own alpha-beta frame:
