@@ -334,13 +334,14 @@ def _compact_ids(regions, channel_groups):
 REFIT_TOLERANCE = 1.0
 
 
-def _refit_without_background(fit, band, work, alpha, regions, alpha_os, near, params, labels):
+def _refit_without_background(fit, band, near_band, work, alpha, regions, alpha_os, near, params,
+                              labels):
     """
     Refit the trace model of regions with a compact-source band to the image minus a
     smooth model of the emission outside the band, and add that model back to the
     spline model (`atm_step.core.background`). Updates ``fit`` in place; its
     normalised model, which defines ``band``, stays that of the first fit, so ``band``
-    holds for the refitted model too.
+    holds for the refitted model too. ``near_band`` is `combine.band_pixels` of ``band``.
     """
     ids, bg_native, bg_os = background.extended_background(
         work, alpha, regions, alpha_os, near, band, fit.geometry, params.background_rows,
@@ -354,7 +355,6 @@ def _refit_without_background(fit, band, work, alpha, regions, alpha_os, near, p
     # first fit: a refit that follows the noise (a faint compact source left after
     # removing a bright background) is discarded
     kept = 0
-    near_band = combine.band_pixels(band, regions, alpha)
     geom = refit.geometry
     for k, rid in enumerate(geom.ids.tolist()):
         rows = slice(int(geom.row0[k]), int(geom.row1[k]) + 1)
@@ -430,8 +430,13 @@ def _model_image(
     # extended emission under compact sources, then the trace model refitted without it
     # II.5: the compact-source band, from the first fit's normalised model
     band = combine.compact_source_band(fit, regions, alpha, slope_limit, pad)
-    if params.background_rows > 0 and slope_limit > 0 and fit.geometry.ids.size:
-        _refit_without_background(fit, band, work, alpha, regions, alpha_os, near, params, labels)
+    band_native = None  # the native pixels in the band, found once for what needs them
+    refit = params.background_rows > 0 and slope_limit > 0 and fit.geometry.ids.size
+    if refit or (oversample != 1.0 and combine.CONSERVE_BAND_FLUX):
+        band_native = combine.band_pixels(band, regions, alpha)
+    if refit:
+        _refit_without_background(fit, band, band_native, work, alpha, regions, alpha_os, near,
+                                  params, labels)
 
     # IV: errors and variances are oversampled in the same pass as the flux
     sigmas, sigma_names, squared = (None, [], None)
@@ -454,6 +459,7 @@ def _model_image(
         sigmas=sigmas,
         squared=squared,
         inflation=inflation,
+        band_native=band_native,
     )
     if offset < 0:
         for arr in (parts.flux, parts.trace, parts.spline):
@@ -497,11 +503,12 @@ def _model_image(
         image_rms=float(image_stats.global_rms),
         parameters=params,
     )
-    log.debug(
-        "ATM core: %d/%d regions fitted, %d pixels from the model, %d filled",
-        result.n_fitted,
-        region_ids.size,
-        result.n_from_model,
-        result.n_estimated,
-    )
+    if log.isEnabledFor(logging.DEBUG):  # the counts pass over the whole oversampled image
+        log.debug(
+            "ATM core: %d/%d regions fitted, %d pixels from the model, %d filled",
+            result.n_fitted,
+            region_ids.size,
+            result.n_from_model,
+            result.n_estimated,
+        )
     return result

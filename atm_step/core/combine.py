@@ -44,7 +44,6 @@ REL_FLOOR = 0.3
 CONSERVE_BAND_FLUX = True
 
 
-
 @numba.njit(cache=True)
 def _steep_histogram(model, alpha, regions, rid, row0, row1, a0, step, nbins, limit, rel_slope,
                      hist):
@@ -234,41 +233,60 @@ class BandTable:
 def _band_flux_kernel(spline_native, spline_os, regions, inband_native, near, oversample, max_corr,
                       sum_nat, sum_abs, sum_os):
     # per column and region: scale the oversampled spline model of the band's pixels so
-    # that it sums to the native model of their parent pixels
+    # that it sums to the native model of their parent pixels. Row by row (contiguous
+    # reads), with the sums of every (region, column) kept side by side: each sum still
+    # adds its samples in row order.
     ny, nx = spline_native.shape
     nos = spline_os.shape[0]
-    for x in range(nx):
-        for y in range(ny):
-            reg = regions[y, x]
-            if reg > 0:
-                sum_nat[reg] = 0.0
-                sum_abs[reg] = 0.0
-                sum_os[reg] = 0.0
-        # each oversampled sample with a model is paired with 1/N of its parent's
-        # native model, so that both sums cover the same pixels
-        for j in range(nos):
-            r = near[j]
+    sum_nat[:, :] = 0.0
+    sum_abs[:, :] = 0.0
+    sum_os[:, :] = 0.0
+    # each oversampled sample with a model is paired with 1/N of its parent's
+    # native model, so that both sums cover the same pixels
+    for j in range(nos):
+        r = near[j]
+        for x in range(nx):
             reg = regions[r, x]
             v = spline_os[j, x]
             p = spline_native[r, x]
             if reg > 0 and inband_native[r, x] and np.isfinite(p) and np.isfinite(v):
-                sum_nat[reg] += p / oversample
-                sum_abs[reg] += abs(p) / oversample
-                sum_os[reg] += v / oversample
-        for j in range(nos):
-            r = near[j]
+                sum_nat[reg, x] += p / oversample
+                sum_abs[reg, x] += abs(p) / oversample
+                sum_os[reg, x] += v / oversample
+    for j in range(nos):
+        r = near[j]
+        for x in range(nx):
             reg = regions[r, x]
             if reg <= 0 or not inband_native[r, x] or not np.isfinite(spline_native[r, x]):
                 continue
             if not np.isfinite(spline_os[j, x]):
                 continue
-            a, o = sum_nat[reg], sum_os[reg]
+            a, o = sum_nat[reg, x], sum_os[reg, x]
             # not where the native model's samples cancel (a faint column, mostly noise)
-            if not (a > 0.9 * sum_abs[reg] and o > 0):
+            if not (a > 0.9 * sum_abs[reg, x] and o > 0):
                 continue
             f = a / o
             if 1.0 / max_corr < f < max_corr:
                 spline_os[j, x] *= f
+
+
+@numba.njit(cache=True, nogil=True)
+def _band_pixels_kernel(regions, alpha, lookup, whole, rows, inband, a0, step, out):
+    nbins = inband.shape[1]
+    ny, nx = regions.shape
+    for y in range(ny):
+        for x in range(nx):
+            reg = regions[y, x]
+            k = lookup[reg] if 0 < reg < lookup.shape[0] else -1
+            inb = False
+            if k >= 0:
+                if whole[k]:
+                    inb = True
+                elif rows[k] > 0:
+                    b = np.floor((alpha[y, x] - a0[k]) / step[k])
+                    if np.isfinite(b) and 0 <= b < nbins:
+                        inb = inband[k, int(b)]
+            out[y, x] = inb
 
 
 def band_pixels(band, regions, alpha):
@@ -292,23 +310,24 @@ def band_pixels(band, regions, alpha):
     The same bins as the oversampled pixels' test in the combination (paper II.5),
     applied to the native pixel centres.
     """
-    out = np.zeros(regions.shape, dtype=bool)
-    for k, rid in enumerate(band.ids.tolist()):
-        inside = regions == rid
-        if band.whole[k]:
-            out |= inside
-            continue
-        if band.rows[k] <= 0:
-            continue
-        b = np.floor((alpha[inside] - band.a0[k]) / band.step[k])
-        okb = np.isfinite(b) & (b >= 0) & (b < band.inband.shape[1])
-        sel = np.zeros(b.size, dtype=bool)
-        sel[okb] = band.inband[k][b[okb].astype(np.int64)]
-        out[inside] = sel
+    regions = np.ascontiguousarray(regions, dtype=np.int64)
+    alpha = np.ascontiguousarray(alpha, dtype=np.float64)
+    out = np.empty(regions.shape, dtype=bool)
+    _band_pixels_kernel(regions, alpha, _band_lookup(band, regions), band.whole,
+                        np.asarray(band.rows, dtype=np.float64), band.inband,
+                        np.asarray(band.a0, dtype=np.float64),
+                        np.asarray(band.step, dtype=np.float64), out)
     return out
 
 
-def conserve_band_flux(fit, band, regions, alpha, near, oversample):
+def _band_lookup(band, regions):
+    """Index into ``band``'s tables of each region id (-1: no band), length max id + 1."""
+    lookup = np.full(int(regions.max(initial=0)) + 1, -1, dtype=np.int64)
+    lookup[band.ids] = np.arange(band.ids.size)
+    return lookup
+
+
+def conserve_band_flux(fit, band, regions, alpha, near, oversample, band_native=None):
     """
     Scale the oversampled spline model inside each column's band to the native model's flux.
 
@@ -333,6 +352,8 @@ def conserve_band_flux(fit, band, regions, alpha, near, oversample):
         Nearest native row (the parent) of each oversampled row.
     oversample : float
         ``N``; nothing is done at ``N = 1``.
+    band_native : ndarray of bool, shape (ny, nx), optional
+        `band_pixels` of ``band``, if the caller has it already.
 
     Notes
     -----
@@ -341,15 +362,16 @@ def conserve_band_flux(fit, band, regions, alpha, near, oversample):
     """
     if oversample == 1.0 or fit.spline_os is fit.spline_native:
         return
-    top = int(regions.max(initial=0)) + 1
-    work = [np.zeros(top) for _ in range(3)]
-    _band_flux_kernel(fit.spline_native, fit.spline_os, regions, band_pixels(band, regions, alpha),
-                      near, float(oversample), MAX_FLUX_CORRECTION, *work)
+    if band_native is None:
+        band_native = band_pixels(band, regions, alpha)
+    work = [np.empty((int(regions.max(initial=0)) + 1, regions.shape[1])) for _ in range(3)]
+    _band_flux_kernel(fit.spline_native, fit.spline_os, regions, band_native, near,
+                      float(oversample), MAX_FLUX_CORRECTION, *work)
 
 
 def combine_models(
     flux, regions, alpha, alpha_os, y_os, near, fit, band, *, oversample, psf_optimal,
-    sigmas=None, squared=None, inflation=1.0,
+    sigmas=None, squared=None, inflation=1.0, band_native=None,
 ):  # fmt: skip
     """
     Build the linear and residual models and combine them with the spline model.
@@ -377,6 +399,8 @@ def combine_models(
         Which of ``sigmas`` are returned squared (variances).
     inflation : float, optional
         Factor ``X`` applied to the oversampled ``sigmas``.
+    band_native : ndarray of bool, shape (ny, nx), optional
+        `band_pixels` of ``band``, if the caller has it already.
 
     Returns
     -------
@@ -392,9 +416,8 @@ def combine_models(
     residual being interpolated from their neighbours.
     """
     if CONSERVE_BAND_FLUX:
-        conserve_band_flux(fit, band, regions, alpha, near, oversample)
-    lookup = np.full(int(regions.max(initial=0)) + 1, -1, dtype=np.int64)
-    lookup[band.ids] = np.arange(band.ids.size)
+        conserve_band_flux(fit, band, regions, alpha, near, oversample, band_native)
+    lookup = _band_lookup(band, regions)
     shape = fit.spline_os.shape
     linear = np.empty(shape)
     residual = np.empty(shape)
