@@ -444,6 +444,11 @@ def _model_image(
         sigmas, sigma_names, squared = errors.sigma_stack(err, variances)
     inflation = errors.inflation_factor(oversample)
 
+    # II.4: the native residual, written into the normalised model's buffer (its last
+    # use was the band and the background refit above): one image less to allocate
+    resid_native = np.subtract(work, fit.spline_native, out=fit.model_native)
+    fit.model_native = None
+
     # II.2, II.4, II.5
     parts = combine.combine_models(
         work,
@@ -460,6 +465,7 @@ def _model_image(
         squared=squared,
         inflation=inflation,
         band_native=band_native,
+        resid_native=resid_native,
     )
     if offset < 0:
         for arr in (parts.flux, parts.trace, parts.spline):

@@ -371,7 +371,7 @@ def conserve_band_flux(fit, band, regions, alpha, near, oversample, band_native=
 
 def combine_models(
     flux, regions, alpha, alpha_os, y_os, near, fit, band, *, oversample, psf_optimal,
-    sigmas=None, squared=None, inflation=1.0, band_native=None,
+    sigmas=None, squared=None, inflation=1.0, band_native=None, resid_native=None,
 ):  # fmt: skip
     """
     Build the linear and residual models and combine them with the spline model.
@@ -401,6 +401,9 @@ def combine_models(
         Factor ``X`` applied to the oversampled ``sigmas``.
     band_native : ndarray of bool, shape (ny, nx), optional
         `band_pixels` of ``band``, if the caller has it already.
+    resid_native : ndarray of float64, shape (ny, nx), optional
+        The native residual ``flux - fit.spline_native`` (paper II.4), if the caller
+        has it already (e.g. in a buffer it no longer needs); computed here otherwise.
 
     Returns
     -------
@@ -429,8 +432,10 @@ def combine_models(
         sigmas = np.empty((0,) + flux.shape)
         squared = np.zeros(0, dtype=bool)
     out_sigmas = np.empty((sigmas.shape[0],) + shape)
+    if resid_native is None:
+        resid_native = flux - fit.spline_native
     args = (
-        flux, flux - fit.spline_native, regions, y_os, near, fit.spline_os, alpha_os,
+        flux, resid_native, regions, y_os, near, fit.spline_os, alpha_os,
         lookup, band.whole, band.inband, band.a0, band.step, bool(psf_optimal),
         sigmas, np.asarray(squared, dtype=np.bool_), float(inflation),
         linear, residual, combined, trace, use, estimated, out_sigmas,

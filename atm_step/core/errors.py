@@ -42,6 +42,7 @@ def sigma_stack(err, variances):
     Returns
     -------
     stack : ndarray of float64, shape (k, ny, nx), C-contiguous
+        Read-only use: with ``err`` alone, already float64 and C-contiguous, a view of it.
     names : list of str
         ``"err"`` and the variance names, in stack order.
     squared : ndarray of bool, shape (k,)
@@ -50,6 +51,10 @@ def sigma_stack(err, variances):
     items = ([("err", err)] if err is not None else []) + list((variances or {}).items())
     if not items:
         return None, [], np.zeros(0, dtype=bool)
+    if len(items) == 1 and items[0][0] == "err":
+        arr = np.asarray(err)
+        if arr.dtype == np.float64 and arr.flags.c_contiguous:
+            return arr[np.newaxis], ["err"], np.zeros(1, dtype=bool)  # nothing copied
     shape = np.shape(items[0][1])
     stack = np.empty((len(items),) + tuple(shape))
     squared = np.zeros(len(items), dtype=bool)
