@@ -67,8 +67,8 @@ class AdaptiveTraceModelStep(Step):
     Accepts the same parameters as jwst 3.0's ``adaptive_trace_model`` step, with the
     same meanings and defaults, except that ``skip`` defaults to False. The extra
     tuning parameters (``nknots``, ``window``, ``pad``, ``sigma_reject``,
-    ``max_iter``, ``gap_ratio``) default to None, meaning the observing mode's preset
-    (`atm_step.core.FitParameters`).
+    ``max_iter``, ``gap_ratio``, ``residual_shrinkage``) default to None, meaning the
+    observing mode's preset (`atm_step.core.FitParameters`).
 
     Supported inputs: NIRSpec IFU and MIRI MRS ``IFUImageModel``; NIRSpec fixed-slit,
     BOTS and MOS ``SlitModel`` and ``MultiSlitModel``; MIRI LRS fixed-slit and slitless
@@ -109,6 +109,7 @@ class AdaptiveTraceModelStep(Step):
     sigma_reject = float(default=None) # Rejection threshold of the spline fit, in rms (None: preset)
     max_iter = integer(default=None) # Fit-and-reject passes per column (None: preset)
     gap_ratio = float(default=None) # Largest sampling gap, in knot intervals, before reusing a fit
+    residual_shrinkage = float(default=None) # Wiener weight of the band's residual model, in errors (0: off; None: preset, off)
     """  # noqa: E501
 
     @classmethod
@@ -201,7 +202,7 @@ class AdaptiveTraceModelStep(Step):
 
     #: Step parameters checked against `atm_step.core.parameters.LIMITS` (None: preset).
     CHECKED_PARAMETERS = ("oversample", "fit_threshold", "slope_limit", "pad", "nknots",
-                          "window", "sigma_reject", "max_iter", "gap_ratio")
+                          "window", "sigma_reject", "max_iter", "gap_ratio", "residual_shrinkage")
 
     def check_parameters(self):
         """
@@ -269,7 +270,7 @@ class AdaptiveTraceModelStep(Step):
 
     # ------------------------------------------------------------------
     def _tuning(self):
-        names = ("nknots", "window", "sigma_reject", "max_iter", "gap_ratio")
+        names = ("nknots", "window", "sigma_reject", "max_iter", "gap_ratio", "residual_shrinkage")
         return {k: getattr(self, k) for k in names if getattr(self, k, None) is not None}
 
     def _n_cores(self, n_regions):

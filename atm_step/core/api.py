@@ -466,6 +466,8 @@ def _model_image(
         inflation=inflation,
         band_native=band_native,
         resid_native=resid_native,
+        err=err if oversample != 1.0 else None,
+        residual_shrinkage=params.residual_shrinkage,
     )
     if offset < 0:
         for arr in (parts.flux, parts.trace, parts.spline):

@@ -125,6 +125,7 @@ LIMITS = {
     "penalty": Limit(0, None, optional=True),
     "penalty_order": Limit(1, 3, integer=True),
     "background_rows": Limit(0, 1000),
+    "residual_shrinkage": Limit(0, 10),
 }
 
 
@@ -208,6 +209,18 @@ class FitParameters:
         smooth spline with one knot interval per ``background_rows`` native rows, and
         fit the trace model to the image minus it (`atm_step.core.background`; not in
         the paper). 0 switches this off (the paper's method).
+    residual_shrinkage : float
+        Inside the compact-source band each oversampled residual ``r`` is weighted by
+        ``r**2 / (r**2 + (k * sigma)**2)``, the Wiener weight for a residual seen
+        through noise of ``k = residual_shrinkage`` times the pixel's error ``sigma``
+        (interpolated like the residual, before the error inflation). Residuals well
+        above the noise pass; residuals at the noise level, which the N-times
+        oversampled image would otherwise copy as noise, are damped; the residual
+        flux removed is spread back evenly, so each column's flux in the band is
+        kept (`atm_step.core.combine.shrink_band_residual`). Not in the paper; 0
+        (every preset) switches it off; without errors it has no effect. 1 lowers
+        the noisy artifacts of sharp PSFs but adds faint diffuse emission under a
+        bright star to the star (docs/algorithm.md): for point-source fields.
 
     Raises
     ------
@@ -244,6 +257,7 @@ class FitParameters:
     penalty: float | None = 0.0
     penalty_order: int = 2
     background_rows: float = 10.0
+    residual_shrinkage: float = 0.0
 
     def __post_init__(self):
         if self.column_order not in COLUMN_ORDERS:

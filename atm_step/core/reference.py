@@ -6,6 +6,8 @@ iterative rejection, reuse of the previous fit, column scale, rescaling of damag
 columns), every column fitted from scratch, so that the compiled sliding-window
 kernels can be checked against it. `reference_region_model` is the bare
 least-squares part by :func:`scipy.interpolate.make_lsq_spline`.
+`reference_shrink_band_residual` is the Wiener-weighted residual of
+`atm_step.core.combine.shrink_band_residual`, in whole-array NumPy.
 """
 
 import numpy as np
@@ -21,6 +23,7 @@ __all__ = [
     "reference_column_norms",
     "reference_column_scale",
     "reference_fit_region",
+    "reference_shrink_band_residual",
 ]
 
 
@@ -408,3 +411,45 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
         new = np.interp(c, left + right, scales[left + right])
         spline[:, c] *= new / scales[c]
     return model, spline, (n_fit, n_reuse, n_rej), rel
+
+
+def reference_shrink_band_residual(trace, residual, band, sigma, regions_os, k):
+    """
+    The Wiener-weighted, flux-keeping residual inside the band, in NumPy.
+
+    Parameters
+    ----------
+    trace, residual : ndarray of float64, shape (ny_os, nx)
+        The oversampled trace model and (unweighted) residual model; ``trace +
+        residual`` is the combined image inside the band.
+    band : ndarray of bool, shape (ny_os, nx)
+    sigma : ndarray of float64, shape (ny_os, nx)
+        Errors interpolated like the residual, before the error inflation.
+    regions_os : ndarray of int, shape (ny_os, nx)
+        Region of each oversampled pixel's nearest native pixel.
+    k : float
+
+    Returns
+    -------
+    flux, residual : ndarray of float64, shape (ny_os, nx)
+        Inside the band where the residual is finite: ``trace + residual`` and the
+        weighted residual, each run's removed residual flux spread evenly over it;
+        elsewhere NaN.
+    """
+    ny, nx = trace.shape
+    t, r, b, e, g = (a.T.ravel() for a in (trace, residual, band, k * sigma, regions_os))
+    # a run: consecutive band pixels of one region in one column
+    first = np.arange(t.size) % ny == 0
+    cont = np.zeros(t.size, dtype=bool)
+    cont[1:] = b[:-1] & (g[1:] == g[:-1])
+    run = np.cumsum(b & (first | ~cont)) - 1
+    use = b & np.isfinite(r)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        w = np.where(np.isfinite(e) & (e > 0), r**2 / (r**2 + e**2), 1.0)
+    nrun = int(run.max(initial=-1)) + 1
+    lost = np.bincount(run[use], ((1 - w) * r)[use], nrun)
+    count = np.bincount(run[use], minlength=nrun)
+    out = np.full(t.size, np.nan)
+    out[use] = w[use] * r[use] + lost[run[use]] / count[run[use]]
+    res = out.reshape(nx, ny).T
+    return trace + res, res
