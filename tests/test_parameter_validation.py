@@ -25,6 +25,7 @@ BAD_FIT_PARAMETERS = [
     ("sigma_reject", NAN), ("sigma_reject", 0.0), ("gap_ratio", NAN), ("gap_ratio", -1.0),
     ("window", -1), ("window", True), ("max_iter", 0), ("min_good", -1),
     ("max_reject_fraction", 1.0), ("scale_top", 0), ("scale_sigma", math.inf),
+    ("residual_shrinkage", -1.0), ("residual_shrinkage", NAN),
 ]  # fmt: skip
 
 
@@ -90,6 +91,7 @@ def test_maximum_cores_above_the_machine_warns_and_caps(caplog):
     (dict(pad=-1), "pad=-1"),
     (dict(nknots=2), "nknots=2"),
     (dict(oversample=0.5), "oversample=0.5"),
+    (dict(residual_shrinkage=-1.0), "residual_shrinkage=-1.0"),
 ])  # fmt: skip
 def test_step_refuses_before_reading_data(params, match, tmp_path):
     missing = tmp_path / "never_read_cal.fits"  # a bad parameter is reported first

@@ -224,3 +224,19 @@ def test_strun_help_keeps_the_description_readable():
     assert "Fit adaptive trace models" in head
     assert "Source: D. R. Law" in head
     assert "---" not in head  # no flattened numpydoc section underline
+
+
+def test_residual_shrinkage_reaches_the_core(mos_files):
+    """The opt-in step parameter changes the band's pixels and keeps each column's flux
+    (`atm_step.core.combine.shrink_band_residual`); off by default."""
+    plain = AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=3, fit_threshold=0, slope_limit=0)
+    shrunk = AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=3, fit_threshold=0, slope_limit=0,
+                                         residual_shrinkage=1.0)
+    assert AdaptiveTraceModelStep().residual_shrinkage is None
+    both = np.isfinite(plain.data) & np.isfinite(shrunk.data)
+    assert (both == np.isfinite(plain.data)).all()
+    changed = np.abs(shrunk.data - plain.data)[both] > 1e-6 * np.nanmax(np.abs(plain.data))
+    assert changed.mean() > 0.3
+    cols = lambda m: np.where(both, m.data, 0.0).sum(axis=0)  # noqa: E731
+    # float32 output: rounding only
+    np.testing.assert_allclose(cols(shrunk), cols(plain), rtol=1e-5, atol=1e-6 * np.nanmax(np.abs(plain.data)))
