@@ -104,14 +104,12 @@ def test_penalty_weight_follows_the_noise_and_keeps_fine_knots_from_fitting_it()
     assert _error(fit_clean, aos, clean[3]) < 0.5 * heavy
 
 
-@pytest.mark.parametrize("mechanism, slope_limit", [("band", 0.0), ("band", 0.1), ("column", 0.0)])
-def test_oversampled_model_keeps_each_columns_flux_so_noise_does_not_grow(mechanism, slope_limit):
+@pytest.mark.parametrize("slope_limit", [0.0, 0.1])
+def test_oversampled_model_keeps_each_columns_flux_so_noise_does_not_grow(slope_limit):
     """The fitted spline's noise below the pixel scale is integrated differently by the
     N-times finer grid than by the native rows: without a flux factor the slice-summed
-    spectrum at N = 3 scatters more about the truth than the native one. ``band``: the
-    default, per column inside the compact-source band (`combine.conserve_band_flux`);
-    ``column``: the older per-column factor over the whole region
-    (`trace_fit.CONSERVE_FLUX`, off by default)."""
+    spectrum at N = 3 scatters more about the truth than the native one. The factor
+    acts per column inside the compact-source band (`combine.conserve_band_flux`)."""
     from atm_step.core import adaptive_trace_model
 
     sharp = 0.045  # FWHM ~1 native row, as at the short-wavelength end of NIRSpec
@@ -120,19 +118,18 @@ def test_oversampled_model_keeps_each_columns_flux_so_noise_does_not_grow(mechan
     native_err = np.nansum(flux, axis=0) - truth_cols
 
     def scatter_ratio(on):
-        old = trace_fit.CONSERVE_FLUX, combine.CONSERVE_BAND_FLUX
-        trace_fit.CONSERVE_FLUX = on and mechanism == "column"
-        combine.CONSERVE_BAND_FLUX = on and mechanism == "band"
+        old = combine.CONSERVE_BAND_FLUX
+        combine.CONSERVE_BAND_FLUX = on
         try:
             res = adaptive_trace_model(flux, alpha, regions, oversample=N, fit_threshold=0,
                                        slope_limit=slope_limit, nknots=46, window=25,
                                        min_good=5)  # fmt: skip
         finally:
-            trace_fit.CONSERVE_FLUX, combine.CONSERVE_BAND_FLUX = old
+            combine.CONSERVE_BAND_FLUX = old
         over_err = np.nansum(res.flux, axis=0) / N - truth_cols
         return np.std(over_err[5:-5]) / np.std(native_err[5:-5])
 
     on, off = scatter_ratio(True), scatter_ratio(False)
-    # measured: 1.000 with either factor (slope_limit 0), 1.072 without
+    # measured: 1.000 with the factor (slope_limit 0), 1.072 without
     assert on < 1.01
     assert off > on + 0.04

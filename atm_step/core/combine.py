@@ -27,7 +27,6 @@ import numba
 import numpy as np
 
 from atm_step.core.linear import adjacent_rows, in_row_chunks, interpolate_adjacent
-from atm_step.core.trace_fit import MAX_FLUX_CORRECTION
 
 __all__ = ["CombinedModels", "combine_models"]
 
@@ -42,6 +41,9 @@ REL_FLOOR = 0.3
 #: scale the oversampled spline model inside each column's band to the native model's
 #: flux (see `conserve_band_flux`)
 CONSERVE_BAND_FLUX = True
+#: ... unless that would change it by more than this factor, or the native model's
+#: samples cancel (a faint column whose sums are mostly noise)
+MAX_FLUX_CORRECTION = 1.1
 
 
 @numba.njit(cache=True)

@@ -32,10 +32,6 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   modelled, with a scale interpolated from the intact columns beside it (see
   `column_norms`, `_rescale_lost_columns`). The paper relies on rejection alone, which lets
   such columns' wings, divided by a sum that lost its peak, bias the fit.
-- Optionally (`CONSERVE_FLUX`, off) the oversampled model of each column is scaled
-  by one factor so that its samples sum to the native model of their parent pixels
-  (`_model_column`): the fitted spline's errors below the pixel scale otherwise change
-  the column's flux at N > 1 and add a ripple to aperture spectra.
 - Optionally (``FitParameters.knot_factor``, ``penalty``) the fit is a P-spline:
   refined knots and a difference penalty whose weight GCV chooses per region
   (`_choose_penalty`); off by default.
@@ -79,17 +75,6 @@ REFRESH_EVERY = 128
 #: a column whose missing pixels held more than this fraction of its flux is left out
 #: of the fits (see `column_norms`)
 MAX_MISSING_FLUX = 0.5
-#: scale the oversampled spline model of a column so that its samples sum to the
-#: native model of their parent pixels (see `_model_column`). Off: it halves the growth
-#: of the aperture noise with N for isolated stars and binaries, but on the crowded
-#: field with diffuse lines it raised it (1.05x -> 1.3x of N = 1) and moved 0.6% of the
-#: field's flux (docs/algorithm.md)
-#: Superseded by the band-restricted factor, `atm_step.core.combine.conserve_band_flux`
-#: (on), which also acts where the band is not the whole region.
-CONSERVE_FLUX = False
-#: ... unless that would change it by more than this factor, or the native model's
-#: samples cancel (a faint column whose sums are mostly noise)
-MAX_FLUX_CORRECTION = 1.1
 
 
 class RegionSetup(NamedTuple):
@@ -121,7 +106,6 @@ class RegionSetup(NamedTuple):
     scale_top: int
     scale_sigma: float
     shared: bool  #: the oversampled output array is the native one (N = 1)
-    conserve_flux: bool  #: scale the oversampled model to the native model's flux
 
 
 def region_setup(geom, k, nknots, min_good, j0, j1, params, shared):
@@ -139,7 +123,7 @@ def region_setup(geom, k, nknots, min_good, j0, j1, params, shared):
         gap_ratio=float(params.gap_ratio), order_code=ORDER_CODES[params.column_order],
         max_reject_fraction=float(params.max_reject_fraction),
         scale_top=int(params.scale_top), scale_sigma=float(params.scale_sigma),
-        shared=bool(shared), conserve_flux=bool(CONSERVE_FLUX),
+        shared=bool(shared),
     )  # fmt: skip
 
 
@@ -580,7 +564,6 @@ def _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all, aty_all, sums_all,
     return True, nrej
 
 
-
 #: Relative penalty weights tried by generalised cross-validation (log10 grid), and the
 #: weight used when no window of a region can be fitted to choose one.
 GCV_LOG_GRID = np.arange(-6.0, 2.01, 0.5)
@@ -706,16 +689,6 @@ def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
     Evaluate the normalised model at column ``c``'s pixels inside the sampled range
     ``lo .. hi``, scale it to the column (`column_scale`) and write the scaled model
     at the native and oversampled pixels. Returns the scale (NaN: none written).
-
-    With ``cfg.conserve_flux`` the oversampled model is multiplied by one factor per
-    column so that its samples sum to the native model of their parent pixels (each
-    sample compared with the native model at its nearest native row, so slice ends
-    where some samples fall outside the sampled range do not bias it). For an exact
-    pixel-convolved profile both sums are the column's flux (the pixel box removes
-    every alias of either sampling), but a fitted spline carries errors and noise at
-    scales below a pixel that the N-times finer sampling integrates differently from
-    the native one, changing the column's flux: a spectral ripple in the aperture
-    spectrum that the residual model cannot remove.
     """
     inv_h = cfg.nknots / (cfg.a1 - cfg.a0)
     n = 0
@@ -735,32 +708,14 @@ def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
             out_native[y, c] = scale * out_norm[y, c]
     if cfg.shared:  # N = 1: the oversampled pixels are the native ones, already written
         return scale
-    os_sum = 0.0
-    nat_sum = 0.0
-    nat_abs = 0.0
+    # the flux of the oversampled model is kept per column inside the compact-source
+    # band, after the fits (`atm_step.core.combine.conserve_band_flux`)
     for j in range(cfg.j0, cfg.j1):
         if regions[near[j], c] != cfg.rid:
             continue
         a = alpha_os[j, c]
         if np.isfinite(a) and lo <= a <= hi:
-            m = scale * evaluate(a, cfg.a0, inv_h, cfg.nknots, coef, b)
-            out_os[j, c] = m
-            r = near[j]
-            parent = out_native[r, c]
-            # interior parents only: an end pixel of the column has some of its samples
-            # outside the sampled range, and comparing the rest with it is one-sided
-            if (cfg.row0 < r < cfg.row1 and np.isfinite(parent)
-                    and np.isfinite(out_native[r - 1, c]) and np.isfinite(out_native[r + 1, c])
-                    and regions[r - 1, c] == cfg.rid and regions[r + 1, c] == cfg.rid):
-                os_sum += m
-                nat_sum += parent
-                nat_abs += abs(parent)
-    if cfg.conserve_flux and os_sum > 0 and nat_sum > 0.9 * nat_abs:
-        f = nat_sum / os_sum
-        if 1.0 / MAX_FLUX_CORRECTION < f < MAX_FLUX_CORRECTION:
-            for j in range(cfg.j0, cfg.j1):
-                if regions[near[j], c] == cfg.rid and np.isfinite(out_os[j, c]):
-                    out_os[j, c] *= f
+            out_os[j, c] = scale * evaluate(a, cfg.a0, inv_h, cfg.nknots, coef, b)
     return scale
 
 
