@@ -405,7 +405,7 @@ def _model_image(
     offset = min(image_stats.global_mean, 0.0)
     work = flux - offset if offset < 0 else flux
 
-    region_ids = np.unique(regions[regions > 0])
+    region_ids = stats.region_ids(regions)
     if fit_threshold > 0:
         to_fit = stats.regions_over_threshold(
             work, alpha, regions, region_ids, image_stats, fit_threshold, offset

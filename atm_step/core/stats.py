@@ -8,7 +8,10 @@ import numpy as np
 from astropy.stats import sigma_clipped_stats
 from astropy.utils.exceptions import AstropyUserWarning
 
-__all__ = ["ImageStatistics", "image_statistics", "regions_over_threshold", "region_geometry"]
+__all__ = [
+    "ImageStatistics", "image_statistics", "regions_over_threshold", "region_geometry",
+    "region_ids",
+]
 
 #: A region's alpha range, in native alpha steps, is taken to span at most this many
 #: times the detector rows the region covers. Real slices and slits span about their
@@ -36,6 +39,31 @@ class ImageStatistics:
     global_rms: float
     group_mean: dict
     group_rms: dict
+
+
+def region_ids(values):
+    """
+    The distinct positive ids among region-map values, sorted.
+
+    Parameters
+    ----------
+    values : ndarray of int
+        Region-map values (any shape); 0 and negative values are not regions.
+
+    Returns
+    -------
+    ndarray, dtype of ``values``, shape (k,)
+        ``np.unique(values[values > 0])``, counted with `numpy.bincount` when the ids
+        are no larger than a few times the number of values (a count table is faster
+        than sorting or hashing them).
+    """
+    values = np.asarray(values)
+    ids = values[values > 0]
+    if ids.size == 0 or values.dtype.kind != "i":
+        return np.unique(ids)
+    if int(ids.max()) > 4 * ids.size + 65536:
+        return np.unique(ids)
+    return np.flatnonzero(np.bincount(ids.ravel())).astype(values.dtype, copy=False)
 
 
 def _clipped(values):
@@ -75,7 +103,7 @@ def image_statistics(flux, regions, channel_groups=None):
     """
     inside = regions > 0
     mean, rms = _clipped(flux[inside])
-    ids = np.unique(regions[inside])
+    ids = region_ids(regions)
     group_mean = dict.fromkeys(ids.tolist(), mean)
     group_rms = dict.fromkeys(ids.tolist(), rms)
     for group in channel_groups or ():
