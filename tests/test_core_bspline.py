@@ -123,12 +123,13 @@ def _damaged_slice(seed=11, nx=300, rows=24):
         ("outside_in", dict()),
         ("ascending", dict(knot_factor=2.0, penalty=0.1, penalty_order=3)),
         ("ascending", dict(knot_factor=2.0, penalty=None)),
+        ("ascending", dict(scale_offset=True)),
     ],
 )
 def test_kernels_match_the_numpy_reference_of_the_whole_column_recipe(order, refine):
     """Norms with the missing-flux correction, gap test and reuse, rejection, column
-    scale, the rescaling of damaged columns, refined knots with a fixed or a
-    GCV-chosen roughness penalty: compiled kernels vs NumPy/scipy."""
+    scale (ratio or with an offset), the rescaling of damaged columns, refined knots
+    with a fixed or a GCV-chosen roughness penalty: compiled kernels vs NumPy/scipy."""
     from atm_step.core import trace_fit
     from atm_step.core.grid import nearest_native_row
     from atm_step.core.reference import reference_fit_region

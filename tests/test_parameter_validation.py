@@ -46,9 +46,15 @@ def test_fit_parameters_accept_presets_and_edges():
     assert FitParameters(nknots=1000).nknots == 1000
 
 
+@pytest.mark.parametrize("value", ["yes", 1, None])
+def test_scale_offset_must_be_a_bool(value):
+    with pytest.raises(ValueError, match="parameter scale_offset=.* must be True or False"):
+        FitParameters(scale_offset=value)
+
+
 def test_every_fit_parameter_has_a_range():
     """A new FitParameters field must declare its allowed values in LIMITS."""
-    names = {f.name for f in dataclasses.fields(FitParameters)} - {"column_order"}
+    names = {f.name for f in dataclasses.fields(FitParameters)} - {"column_order", "scale_offset"}
     assert names <= set(LIMITS), f"no LIMITS entry for {sorted(names - set(LIMITS))}"
 
 

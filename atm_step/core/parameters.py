@@ -193,6 +193,11 @@ class FitParameters:
         scale factor (paper: 5).
     scale_sigma : float
         Clip, in rms, of the scale-factor ratios around the seed mean (paper: 2).
+    scale_offset : bool
+        Fit each column's scale together with a constant offset, so that extended
+        emission under a compact source (or a neighbour's wing) stays out of its
+        trace model (`atm_step.core.trace_fit.column_scale_offset`; not in the paper;
+        on in the NIRSpec IFU preset).
     knot_factor : float
         The fit uses ``knot_factor`` times the knot intervals set by ``nknots`` /
         ``knots_per_row``; the sampling-gap test keeps the unrefined interval as its
@@ -218,9 +223,10 @@ class FitParameters:
         oversampled image would otherwise copy as noise, are damped; the residual
         flux removed is spread back evenly, so each column's flux in the band is
         kept (`atm_step.core.combine.shrink_band_residual`). Not in the paper; 0
-        (every preset) switches it off; without errors it has no effect. 1 lowers
-        the noisy artifacts of sharp PSFs but adds faint diffuse emission under a
-        bright star to the star (docs/algorithm.md): for point-source fields.
+        switches it off (every preset but NIRSpec IFU's, which uses 1); without
+        errors it has no effect. It lowers the noisy artifacts of sharp PSFs; with
+        the ratio column scale it also adds faint diffuse emission under a bright
+        star to the star, which ``scale_offset`` mostly prevents (docs/algorithm.md).
 
     Raises
     ------
@@ -253,6 +259,7 @@ class FitParameters:
     max_reject_fraction: float = 0.2
     scale_top: int = 5
     scale_sigma: float = 2.0
+    scale_offset: bool = False
     knot_factor: float = 1.0
     penalty: float | None = 0.0
     penalty_order: int = 2
@@ -260,6 +267,10 @@ class FitParameters:
     residual_shrinkage: float = 0.0
 
     def __post_init__(self):
+        if not isinstance(self.scale_offset, bool):
+            raise ValueError(
+                f"parameter scale_offset={self.scale_offset!r} is not allowed: it must be True or False"
+            )
         if self.column_order not in COLUMN_ORDERS:
             raise ValueError(
                 f"parameter column_order={self.column_order!r} is not allowed: it must be "
@@ -290,7 +301,9 @@ class FitParameters:
     def nirspec_ifu(cls, detector="NRS1"):
         """
         NIRSpec IFU preset: 68 knots, +-50 columns, 2.5 sigma, gap limit 1.6 knots,
-        roughness penalty chosen per slice by GCV (``penalty=None``).
+        roughness penalty chosen per slice by GCV (``penalty=None``), column scale
+        fitted with an offset (``scale_offset``) and the Wiener-weighted residual
+        (``residual_shrinkage=1``).
 
         Columns run left to right on NRS1 and right to left on NRS2, starting where the
         trace is most tilted against the pixel grid (paper section II.3).
@@ -304,9 +317,16 @@ class FitParameters:
         N = 3 <= 0.8x jwst 3 -> 8 of 32, noisy N = 2 <= jwst 16 -> 21, field flux 53
         -> 57 of 64; aperture scatter <= 1.08x N = 1 28 -> 26 (binaries at FWHM
         1.5-2.5 px, see docs/algorithm.md).
+
+        The offset column scale and the Wiener-weighted residual were added together
+        (docs/algorithm.md): on the same grid, noisy N = 3 <= 0.8x jwst 8 -> 17 of
+        32, noisy N = 2 <= jwst 21 -> 24, aperture scatter 26 -> 27; the Wiener weight
+        alone moved faint diffuse lines under a bright star onto the star (+10-60%
+        of their flux in a 3 x 3 box), with the offset scale +3-20%.
         """
         order = "descending" if str(detector).upper() == "NRS2" else "ascending"
-        return cls(nknots=68, window=50, gap_ratio=1.6, column_order=order, penalty=None)
+        return cls(nknots=68, window=50, gap_ratio=1.6, column_order=order, penalty=None,
+                   scale_offset=True, residual_shrinkage=1.0)
 
     @classmethod
     def nirspec_slit(cls, detector="NRS1", grating=None):

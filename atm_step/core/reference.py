@@ -22,6 +22,7 @@ __all__ = [
     "reference_region_model",
     "reference_column_norms",
     "reference_column_scale",
+    "reference_column_scale_offset",
     "reference_fit_region",
     "reference_shrink_band_residual",
 ]
@@ -188,6 +189,35 @@ def reference_column_scale(data, model, top, clip):
     if not w[keep].sum() > 0:
         return centre
     return float(np.sum(w[keep] * r[keep]) / np.sum(w[keep]))
+
+
+def reference_column_scale_offset(data, model, fallback):
+    """
+    Scale of the normalised model to a column fitted with a constant offset (see
+    `trace_fit.column_scale_offset`), by `numpy.linalg.lstsq`.
+
+    Parameters
+    ----------
+    data, model : ndarray of float, shape (n,)
+    fallback : float
+        Returned when the fit is not well posed (the kernel's tests).
+
+    Returns
+    -------
+    float
+    """
+    from atm_step.core.trace_fit import OFFSET_MIN_PROFILE, OFFSET_MIN_SHAPE
+
+    fm = np.isfinite(model)
+    ok = fm & np.isfinite(data)
+    total = np.maximum(model[fm], 0).sum()
+    if ok.sum() < 6 or not total > 0 or np.maximum(model[ok], 0).sum() < OFFSET_MIN_PROFILE * total:
+        return fallback
+    m = model[ok]
+    if not np.sum((m - m.mean()) ** 2) > OFFSET_MIN_SHAPE * np.sum(m**2):
+        return fallback
+    (scale, _offset), *_ = np.linalg.lstsq(np.column_stack([m, np.ones_like(m)]), data[ok], rcond=None)
+    return float(scale) if scale > 0 else fallback
 
 
 def _window_points(norm_img, alpha, c, window):
@@ -399,6 +429,8 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
             model[rows_c, c] = m
             scales[c] = reference_column_scale(flux[rows_c, c], m, params.scale_top,
                                                params.scale_sigma)  # fmt: skip
+            if params.scale_offset and np.isfinite(scales[c]):
+                scales[c] = reference_column_scale_offset(flux[rows_c, c], m, scales[c])
             if np.isfinite(scales[c]):
                 spline[rows_c, c] = scales[c] * m
     # columns that lost most of their flux take the scale of intact neighbours
