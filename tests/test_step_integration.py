@@ -227,8 +227,8 @@ def test_strun_help_keeps_the_description_readable():
 
 
 def test_residual_shrinkage_reaches_the_core(mos_files):
-    """The opt-in step parameter changes the band's pixels and keeps each column's flux
-    (`atm_step.core.combine.shrink_band_residual`); off by default."""
+    """The step parameter changes the band's pixels and keeps each column's flux
+    (`atm_step.core.combine.shrink_band_residual`); off in the slit preset MOS uses."""
     plain = AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=3, fit_threshold=0, slope_limit=0)
     shrunk = AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=3, fit_threshold=0, slope_limit=0,
                                          residual_shrinkage=1.0)
