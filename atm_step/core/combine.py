@@ -402,7 +402,8 @@ def _shrink_run(comb, resid, trace, err, regions, y_os, near, k, x, j0, j1):
 def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1):
     ny_os = comb.shape[0]
     for x in range(x0, x1):
-        j = 0
+        # not a literal 0: Numba would compile `_shrink_run` a second time for it
+        j = np.int64(0)
         while j < ny_os:
             if not band[j, x]:
                 j += 1

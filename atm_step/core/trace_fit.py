@@ -237,7 +237,9 @@ OFFSET_MIN_PROFILE = 0.9
 OFFSET_MIN_SHAPE = 0.5
 
 
-@numba.njit("float64(float64[::1], float64[::1], int64, float64)", cache=True, nogil=True)
+# no explicit signature: compiled on first use (from `_model_column`), not at import;
+# its one caller passes variables, so there is one specialisation
+@numba.njit(cache=True, nogil=True)
 def column_scale_offset(data, model, n, fallback):
     """
     Scale of a normalised model to one column, fitted together with a constant
@@ -762,7 +764,7 @@ def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
     at the native and oversampled pixels. Returns the scale (NaN: none written).
     """
     inv_h = cfg.nknots / (cfg.a1 - cfg.a0)
-    n = 0
+    n = np.int64(0)  # not a literal 0: Numba would compile `column_scale_offset` for it too
     for y in range(cfg.row0, cfg.row1 + 1):
         a = alpha[y, c]
         if regions[y, c] == cfg.rid and np.isfinite(a) and lo <= a <= hi:
