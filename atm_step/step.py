@@ -109,7 +109,7 @@ class AdaptiveTraceModelStep(Step):
     sigma_reject = float(default=None) # Rejection threshold of the spline fit, in rms (None: preset)
     max_iter = integer(default=None) # Fit-and-reject passes per column (None: preset)
     gap_ratio = float(default=None) # Largest sampling gap, in knot intervals, before reusing a fit
-    residual_shrinkage = float(default=None) # Wiener weight of the band's residual model, in errors (0: off; None: preset, off)
+    residual_shrinkage = float(default=None) # Wiener weight of the band's residual model, in errors (0: off; None: mode preset, 1 for NIRSpec IFU and MIRI MRS)
     """  # noqa: E501
 
     @classmethod

@@ -35,12 +35,14 @@ def _run(scene, shrinkage, flux=None):
     return M.run_ours(scene, 3, flux=flux, parameters=replace(PRESET, residual_shrinkage=shrinkage)).extra["result"]
 
 
-def test_on_in_the_nirspec_ifu_preset_only():
-    """Validated on the NIRSpec-IFU-like grid (docs/validation.md) with the offset
-    column scale; not yet for the other modes."""
+def test_on_in_the_ifu_presets_only():
+    """Validated on the NIRSpec-IFU-like grid (docs/validation.md) and the MIRI MRS
+    matrix (docs/validation_miri.md) with the offset column scale; not for slits."""
     assert PRESET.residual_shrinkage == 1.0
     assert FitParameters.nirspec_ifu("NRS2").residual_shrinkage == 1.0
-    for p in (FitParameters.nirspec_slit(), FitParameters.miri_mrs(), FitParameters.miri_lrs(), FitParameters()):
+    assert FitParameters.miri_mrs("MIRIFULONG").residual_shrinkage == 1.0
+    assert FitParameters.miri_mrs("MIRIFUSHORT").residual_shrinkage == 1.0
+    for p in (FitParameters.nirspec_slit(), FitParameters.miri_lrs(), FitParameters()):
         assert p.residual_shrinkage == 0.0
     with pytest.raises(ValueError, match="residual_shrinkage"):
         FitParameters(residual_shrinkage=-1.0)

@@ -55,8 +55,10 @@ def test_kernel_matches_the_reference(seed):
 def test_preset_uses_it():
     assert FitParameters.nirspec_ifu("NRS1").scale_offset
     assert FitParameters.nirspec_ifu("NRS2").scale_offset
+    assert FitParameters.miri_mrs("MIRIFULONG").scale_offset
+    assert FitParameters.miri_mrs("MIRIFUSHORT").scale_offset
     assert not FitParameters().scale_offset
-    assert not FitParameters.miri_mrs().scale_offset  # not validated there
+    assert not FitParameters.miri_lrs().scale_offset  # not validated there
     assert not FitParameters.nirspec_slit().scale_offset
 
 
