@@ -1,4 +1,4 @@
-"""The Wiener-weighted residual model (on in the NIRSpec IFU preset), against a
+"""The Wiener-weighted residual model (on in the NIRSpec IFU and MIRI MRS presets), against a
 readable reference and against the truth of the issue-9 grid.
 
 Inside the compact-source band the oversampled image is trace model + residual; the

@@ -1,5 +1,5 @@
 """The column scale fitted with a constant offset (`trace_fit.column_scale_offset`,
-`FitParameters.scale_offset`, on in the NIRSpec IFU preset), against known truth and
+`FitParameters.scale_offset`, on in the NIRSpec IFU and MIRI MRS presets), against known truth and
 the NumPy reference."""
 
 from dataclasses import replace

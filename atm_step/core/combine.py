@@ -447,7 +447,7 @@ def shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage):
     region in one column) is therefore spread evenly over the run, so the run's
     flux is unchanged. (Spread along the trace model instead, it concentrates faint
     diffuse emission under a star onto the star.) Measured on the issue-9 grid, with
-    its costs, in docs/algorithm.md; on in the NIRSpec IFU preset only.
+    its costs, in docs/algorithm.md; on in the NIRSpec IFU and MIRI MRS presets.
     """
     err = np.ascontiguousarray(err, dtype=np.float64)
     args = (parts.flux, parts.residual, parts.trace, parts.band, err, regions, y_os, near,

@@ -197,7 +197,7 @@ class FitParameters:
         Fit each column's scale together with a constant offset, so that extended
         emission under a compact source (or a neighbour's wing) stays out of its
         trace model (`atm_step.core.trace_fit.column_scale_offset`; not in the paper;
-        on in the NIRSpec IFU preset).
+        on in the NIRSpec IFU and MIRI MRS presets).
     knot_factor : float
         The fit uses ``knot_factor`` times the knot intervals set by ``nknots`` /
         ``knots_per_row``; the sampling-gap test keeps the unrefined interval as its
@@ -223,7 +223,7 @@ class FitParameters:
         oversampled image would otherwise copy as noise, are damped; the residual
         flux removed is spread back evenly, so each column's flux in the band is
         kept (`atm_step.core.combine.shrink_band_residual`). Not in the paper; 0
-        switches it off (every preset but NIRSpec IFU's, which uses 1); without
+        switches it off (the slit presets; NIRSpec IFU and MIRI MRS use 1); without
         errors it has no effect. It lowers the noisy artifacts of sharp PSFs; with
         the ratio column scale it also adds faint diffuse emission under a bright
         star to the star, which ``scale_offset`` mostly prevents (docs/algorithm.md).
