@@ -77,7 +77,8 @@ MAX_BAND_FRACTION = 0.4
 MIN_SIDE_ROWS = 3
 
 
-@numba.njit(cache=True, nogil=True)
+# called from `_fit_columns` only: no wrapper for calls from Python
+@numba.njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 def _weight(a, band_a0, band_step, wbin):
     b = int(np.floor((a - band_a0) / band_step))
     if b < 0:

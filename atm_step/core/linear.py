@@ -9,10 +9,9 @@ pixels of the same region in its column.
 import numba
 import numpy as np
 
-__all__ = [
-    "linear_oversample", "interpolate_pixel", "adjacent_rows", "interpolate_adjacent",
-    "in_row_chunks",
-]
+# `interpolate_pixel`, `adjacent_rows` and `interpolate_adjacent` are helpers of the
+# compiled kernels (here and in `atm_step.core.combine`), not callable from Python
+__all__ = ["linear_oversample", "in_row_chunks"]
 
 
 #: Signature of the one compiled version of the per-pixel helpers: C-contiguous
@@ -20,9 +19,12 @@ __all__ = [
 #: helper once; without it, every call site passing constant flags gets its own
 #: specialisation (compiled again on a user's first run).
 _IMAGE = "float64[:, ::1], int64[:, ::1], int64, int64, float64"
+#: The per-pixel helpers are called from compiled kernels only: no wrapper for calls
+#: from Python (compiled, at import, for nothing)
+_HELPER = dict(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
-@numba.njit("float64(" + _IMAGE + ", boolean, boolean)", cache=True, nogil=True)
+@numba.njit("float64(" + _IMAGE + ", boolean, boolean)", **_HELPER)
 def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     """
     Value at native row coordinate ``t`` of column ``x`` of the region of pixel (r, x).
@@ -76,8 +78,7 @@ def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     return data[end, x]
 
 
-@numba.njit("Tuple((int64, int64, boolean))(int64[:, ::1], int64, int64, float64)",
-           cache=True, nogil=True)
+@numba.njit("Tuple((int64, int64, boolean))(int64[:, ::1], int64, int64, float64)", **_HELPER)
 def adjacent_rows(regions, r, x, t):
     """
     The native rows ``floor(t)`` and ``ceil(t)`` around row coordinate ``t`` in column
@@ -95,8 +96,7 @@ def adjacent_rows(regions, r, x, t):
     return lo, hi, ok
 
 
-@numba.njit("float64(" + _IMAGE + ", int64, int64, boolean, boolean)", cache=True,
-           nogil=True)
+@numba.njit("float64(" + _IMAGE + ", int64, int64, boolean, boolean)", **_HELPER)
 def interpolate_adjacent(data, regions, r, x, t, lo, hi, ok, preserve_nan):
     """
     :func:`interpolate_pixel` (no extrapolation) with the rows from
