@@ -469,17 +469,24 @@ def _model_image(
         err=err if oversample != 1.0 else None,
         residual_shrinkage=params.residual_shrinkage,
     )
+    # the native images only the models needed: released before the error images
+    # are made (at N = 1 these copies set the peak memory of the call)
+    del resid_native, band_native, work, alpha, alpha_os, regions
     if offset < 0:
         for arr in (parts.flux, parts.trace, parts.spline):
             arr += offset
     if oversample == 1.0:
-        # the input itself, unchanged (copied only if the conversion did not copy it)
-        parts.flux = flux.copy() if flux is flux_in else flux
+        # the input itself, unchanged (copied only if the conversion did not copy it),
+        # into the combined image's buffer, which N = 1 does not use
+        if flux is flux_in:
+            np.copyto(parts.flux, flux)
+        else:
+            parts.flux = flux
         parts.estimated[:] = False
-
-    if oversample == 1.0:
+        del flux, flux_in
+        # the errors and variances, copied (regions is not used at N = 1)
         err_os, var_os, inflation = errors.oversample_errors(
-            err, variances, regions, y_os, near, oversample, parts.estimated
+            err, variances, None, y_os, near, oversample, parts.estimated
         )
     else:
         var_os = dict(zip(sigma_names, parts.sigmas, strict=True))

@@ -88,7 +88,8 @@ def oversample_errors(err, variances, regions, y_os, near, oversample, estimated
         1-sigma errors (same unit as the flux).
     variances : dict of str to ndarray, shape (ny, nx), or None
         Variances (flux unit squared).
-    regions : ndarray of int64, shape (ny, nx)
+    regions : ndarray of int64, shape (ny, nx), or None
+        Region map; not used (may be None) when ``oversample == 1``.
     y_os, near : ndarray, shape (ny_os,)
         Oversampled row coordinates and nearest native rows.
     oversample : float
