@@ -160,6 +160,8 @@ def test_report_carries_stamp_and_no_machine_paths(grid_result):
                           capture_output=True, text=True, check=False).stdout.strip()
     if head:  # in a git checkout
         assert stamp["commit"] == head and isinstance(stamp["dirty"], bool)
+        # only changes outside the generated reports make a stamp dirty
+        assert stamp["describe"].endswith("-dirty") == stamp["dirty"]
     text = report.render_markdown({"stamp": stamp, "grid": grid_result, "seconds": 1.0})
     assert f"commit `{stamp['describe']}` ({stamp['commit']}" in text
     assert "python -m atm_step.validation --out docs" in text

@@ -30,7 +30,8 @@ def commit_stamp(command):
     Returns
     -------
     dict
-        ``describe`` (``git describe --always --tags --dirty``), ``commit`` (full id),
+        ``describe`` (``git describe --always --tags``, ``-dirty`` added when ``dirty``),
+        ``commit`` (full id),
         ``dirty`` (uncommitted changes outside the generated report files), ``command``,
         ``date`` (UTC), ``atm_step``, ``jwst`` and ``numpy`` versions. Git fields are
         ``"unknown"`` outside a git checkout.
@@ -51,6 +52,9 @@ def commit_stamp(command):
         return r.stdout.strip() if r.returncode == 0 else None
 
     status = git("status", "--porcelain", "--", ".", *(f":(exclude){g}" for g in _GENERATED))
+    describe = git("describe", "--always", "--tags") or "unknown"
+    if status:  # git's own --dirty would also count the reports being regenerated
+        describe += "-dirty"
     try:
         import jwst
 
@@ -58,7 +62,7 @@ def commit_stamp(command):
     except ImportError:
         jv = None
     return {
-        "describe": git("describe", "--always", "--tags", "--dirty") or "unknown",
+        "describe": describe,
         "commit": git("rev-parse", "HEAD") or "unknown",
         "dirty": None if status is None else bool(status),
         "command": command,
