@@ -155,14 +155,10 @@ def test_miri_preset_offset_scale_and_weighted_residual_lower_the_artifacts(miri
     assert preset(FitParameters).scale_offset and preset(FitParameters).residual_shrinkage == 1.0
     cfg = MM.MatrixConfig(channels={"3": MM.CHANNELS["3"]})
     cubepar = write_cubepar(tmp_path / "cubepar.fits")
-    images = {}
-    for noisy in (True, False):
-        m = miri_mrs_model(miri_data, tmp_path, err=1.0, band="34C", keep_slices=ch3_keep)
-        MM.inject_scene(m, MM.make_scene("point"), seed=cfg.seed, noise=noisy, peak_snr=cfg.peak_snr)
-        images[noisy] = m
-    grids = {}
-    reference = MM._cubes(images[False], cubepar, cfg.channels, grids)["3"]
-    cubes = {("standard", 1): MM._cubes(images[True], cubepar, cfg.channels, grids)["3"]}
+    images, _, grids, reference, standard = MM.scene_images(miri_data, tmp_path, MM.make_scene("point"), 0.0,
+                                                            cfg, cubepar, keep_slices=ch3_keep)  # fmt: skip
+    reference = reference["3"]
+    cubes = {("standard", 1): standard["3"]}
     for label, change in (("on", {}), ("off", {"scale_offset": False, "residual_shrinkage": 0.0})):
         monkeypatch.setattr(FitParameters, "miri_mrs",
                             classmethod(lambda cls, detector="MIRIFULONG", _c=change: replace(preset(cls, detector), **_c)))

@@ -71,6 +71,7 @@ __all__ = [
     "render_markdown",
     "run_matrix",
     "scene_cubes",
+    "scene_images",
     "write_report",
 ]
 
@@ -524,6 +525,47 @@ def _jwst_cubes(model, n, cubepar, channels, grids, cache):
     return cubes, dt, False
 
 
+def scene_images(data_dir, workdir, scene, blur, cfg, cubepar, *, keep_slices=None):
+    """
+    The scene's noisy and noise-free band-34C images and their standard cubes.
+
+    Parameters
+    ----------
+    data_dir, workdir : str or Path
+        Shared data folder (``miri_mrs/``); writable scratch folder.
+    scene : Scene
+        From :func:`make_scene`.
+    blur : float
+        Extra Gaussian blur FWHM (arcsec).
+    cfg : MatrixConfig
+        ``channels``, ``peak_snr``, ``seed``.
+    cubepar : str or Path
+        From `atm_step.validation.miri.write_cubepar`.
+    keep_slices : sequence of int, optional
+        Slice ids kept in the slice map (others gap).
+
+    Returns
+    -------
+    images : dict of bool to IFUImageModel
+        ``True``: the noisy image; ``False``: the noise-free one.
+    err : float
+        The noise sigma (MJy/sr).
+    grids : dict
+        Channel to cube_build grid, filled here (pass it on to later cubes).
+    reference, standard : dict of str to ndarray, each shape (ny, nx, n_wave)
+        Channel to flux cube (MJy/sr) of the noise-free and the noisy image, no ATM.
+    """
+    images = {}
+    for noisy in (True, False):
+        m = miri_mrs_model(data_dir, workdir, err=1.0, band="34C", keep_slices=keep_slices)
+        err = inject_scene(m, scene, blur_fwhm=blur, seed=cfg.seed, noise=noisy, peak_snr=cfg.peak_snr)
+        images[noisy] = m
+    grids = {}
+    reference = _cubes(images[False], cubepar, cfg.channels, grids)
+    standard = _cubes(images[True], cubepar, cfg.channels, grids)
+    return images, err, grids, reference, standard
+
+
 def scene_cubes(data_dir, workdir, scene, blur, cfg, *, cubepar=None, keep_slices=None, cache=True):
     """
     Cubes of every method for one scene and blur, per channel, on the standard's grid.
@@ -559,14 +601,9 @@ def scene_cubes(data_dir, workdir, scene, blur, cfg, *, cubepar=None, keep_slice
     workdir = Path(workdir)
     if cubepar is None:
         cubepar = write_cubepar(workdir / "cubepar_matrix.fits")
-    images = {}
-    for noisy in (True, False):
-        m = miri_mrs_model(data_dir, workdir, err=1.0, band="34C", keep_slices=keep_slices)
-        err = inject_scene(m, scene, blur_fwhm=blur, seed=cfg.seed, noise=noisy, peak_snr=cfg.peak_snr)
-        images[noisy] = m
-    grids = {}
-    reference = _cubes(images[False], cubepar, cfg.channels, grids)
-    cubes = {("standard", 1): _cubes(images[True], cubepar, cfg.channels, grids)}
+    images, err, grids, reference, standard = scene_images(data_dir, workdir, scene, blur, cfg, cubepar,
+                                                           keep_slices=keep_slices)  # fmt: skip
+    cubes = {("standard", 1): standard}
     seconds, cached = {("standard", 1): 0.0}, {}
     variants = [("", images[True])] + ([("_nf", images[False])] if cfg.noise_free else [])
     for suffix, image in variants:
