@@ -48,6 +48,7 @@ import numba
 import numpy as np
 
 from atm_step.core.bspline import accumulate, basis, difference_penalty, evaluate, solve_banded
+from atm_step.core.jit import HELPER
 
 __all__ = ["extended_background", "background_regions"]
 
@@ -77,8 +78,7 @@ MAX_BAND_FRACTION = 0.4
 MIN_SIDE_ROWS = 3
 
 
-# called from `_fit_columns` only: no wrapper for calls from Python
-@numba.njit(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
+@numba.njit(**HELPER)  # called from `_fit_columns` only
 def _weight(a, band_a0, band_step, wbin):
     b = int(np.floor((a - band_a0) / band_step))
     if b < 0:

@@ -16,6 +16,8 @@ Band storage: ``ata[i, d]`` holds element ``(i, i + d)`` of the normal matrix,
 import numba
 import numpy as np
 
+from atm_step.core.jit import HELPER as _HELPER
+
 __all__ = [
     "fit_uniform_bspline",
     "evaluate_uniform_bspline",
@@ -27,9 +29,6 @@ __all__ = [
 #: support (outside the sampled alpha range) stays finite; far below the 1e-6 level at
 #: which fits are compared with scipy.
 RIDGE = 1e-12
-#: Options of the kernels called only from other kernels: no wrapper for calls from
-#: Python (it would be compiled, and optimised, for nothing on a first run)
-_HELPER = dict(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 def n_coefficients(nknots):

@@ -9,6 +9,8 @@ pixels of the same region in its column.
 import numba
 import numpy as np
 
+from atm_step.core.jit import HELPER as _HELPER
+
 # `interpolate_pixel`, `adjacent_rows` and `interpolate_adjacent` are helpers of the
 # compiled kernels (here and in `atm_step.core.combine`), not callable from Python
 __all__ = ["linear_oversample", "in_row_chunks"]
@@ -19,9 +21,6 @@ __all__ = ["linear_oversample", "in_row_chunks"]
 #: helper once; without it, every call site passing constant flags gets its own
 #: specialisation (compiled again on a user's first run).
 _IMAGE = "float64[:, ::1], int64[:, ::1], int64, int64, float64"
-#: The per-pixel helpers are called from compiled kernels only: no wrapper for calls
-#: from Python (compiled, at import, for nothing)
-_HELPER = dict(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 
 
 @numba.njit("float64(" + _IMAGE + ", boolean, boolean)", **_HELPER)

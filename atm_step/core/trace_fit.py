@@ -63,6 +63,7 @@ import numba
 import numpy as np
 
 from atm_step.core.bspline import accumulate, basis, difference_penalty, evaluate, solve_banded
+from atm_step.core.jit import HELPER as _HELPER
 from atm_step.core.stats import MAX_ROWS_PER_SPAN, RegionGeometry, region_geometry
 
 __all__ = ["TraceFit", "RegionSetup", "fit_regions", "column_scale", "column_norms"]
@@ -129,9 +130,6 @@ def region_setup(geom, k, nknots, min_good, j0, j1, params, shared):
     )  # fmt: skip
 
 
-#: Options of the kernels called only from other kernels: no wrapper for calls from
-#: Python (it would be compiled, and optimised, for nothing on a first run)
-_HELPER = dict(cache=True, nogil=True, no_cpython_wrapper=True, no_cfunc_wrapper=True)
 #: One explicit signature per helper that callers pass constants to: without it Numba
 #: compiles a version per literal argument value (and per type seen during inference).
 _SCALE_SIG = "float64(float64[::1], float64[::1], int64, int64, float64, float64[:, ::1])"
