@@ -10,9 +10,12 @@ commit, the command line and the machine. Every figure is measured in this run: 
 implementation runs in its own worker process (``benchmarks/workers.py``) on the same
 saved input, back to back; ours is the best of several repeats after a warm-up call,
 jwst's is measured once (its runs take minutes). See the "Method" section of the
-report for what is extrapolated. Results are checkpointed to
-``<workdir>/results_partial.json`` after each section; ``--report-from`` renders a
-report from such a file (sections not measured are left out and named).
+report for what is extrapolated. The core on 1 thread is also measured against an
+earlier commit's core (``--baseline``, default the commit before issue 12; its
+``atm_step`` is extracted with ``git archive`` into the work dir). Results are
+checkpointed to ``<workdir>/results_partial.json`` after each section;
+``--report-from`` renders a report from such a file (sections not measured are left
+out and named).
 """
 
 import argparse
@@ -39,6 +42,23 @@ GOALS = {
     "miri_ratio": 30.0,
     "first_run_extra": 8.0,
     "jit_warm": 2.0,
+    "core_speedup_baseline": 1.5,
+}
+
+#: The commit the core-speed goal compares against ("today" when issue 12 was filed).
+BASELINE_REV = "30e6aa3"
+
+#: `FitParameters` fields switched on in the NIRSpec IFU preset (or by default) after
+#: ``BASELINE_REV``, with the value that switches each off (the paper's method):
+#: the GCV roughness penalty, finer knots, the offset column scale, the extended-emission
+#: background and the Wiener-weighted band residual. Applied only where the measured
+#: code has the field.
+ACCURACY_ADDITIONS_OFF = {
+    "penalty": 0.0,
+    "knot_factor": 1.0,
+    "scale_offset": False,
+    "background_rows": 0.0,
+    "residual_shrinkage": 0.0,
 }
 
 STAGES = ["statistics", "spline fits", "oversampling", "errors/DQ/WCS", "I/O", "other"]
@@ -180,6 +200,119 @@ def jit_suite(scene, cold=True, miri=None, workdir=None):
     return out
 
 
+def extract_baseline(rev, workdir):
+    """
+    Extract commit ``rev``'s ``atm_step`` package under ``workdir`` (``git archive``).
+
+    The repository's checkout and worktrees are not touched. Returns ``(commit, path)``:
+    the abbreviated commit id and the folder to put on ``PYTHONPATH``. An extraction
+    already present for the same commit is reused (it is written to a temporary folder
+    first and renamed, so a stopped run leaves no half-extracted package).
+
+    Raises
+    ------
+    RuntimeError
+        If git is missing or ``rev`` does not name a commit of this repository.
+    """
+    import io
+    import shutil
+    import tarfile
+
+    git = ["git", "-C", str(REPO)]
+    try:
+        res = subprocess.run(git + ["rev-parse", "--short=10", f"{rev}^{{commit}}"],
+                             capture_output=True, text=True, check=False)
+    except OSError as exc:
+        raise RuntimeError(f"git is not available ({exc})") from exc
+    if res.returncode:
+        raise RuntimeError(f"git does not know the commit {rev!r}: {res.stderr.strip()}")
+    commit = res.stdout.strip()
+    dest = Path(workdir) / f"baseline_{commit}"
+    if (dest / "atm_step" / "core" / "__init__.py").is_file():
+        return commit, dest
+    res = subprocess.run(git + ["archive", "--format=tar", commit, "atm_step"],
+                         capture_output=True, check=False)
+    if res.returncode:
+        raise RuntimeError(f"git archive {commit} atm_step failed: "
+                           f"{res.stderr.decode(errors='replace').strip()}")
+    tmp = Path(tempfile.mkdtemp(prefix=f"baseline_{commit}_", dir=workdir))
+    try:
+        with tarfile.open(fileobj=io.BytesIO(res.stdout)) as tar:
+            tar.extractall(tmp, filter="data")
+        shutil.rmtree(dest, ignore_errors=True)
+        tmp.rename(dest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return commit, dest
+
+
+def baseline_suite(rev, scene, N, workdir, repeats, rounds):
+    """
+    Our core on 1 thread at commit ``rev`` against the current tree, same scene.
+
+    Three codes, each in a fresh ``ours_core`` worker with ``NUMBA_NUM_THREADS=1``:
+    ``baseline`` (commit ``rev``'s ``atm_step``, extracted by `extract_baseline`, on
+    ``PYTHONPATH`` with its own ``NUMBA_CACHE_DIR``), ``head`` (this tree) and
+    ``head_off`` (this tree with `ACCURACY_ADDITIONS_OFF`). Each code runs with its own
+    ``FitParameters.nirspec_ifu('NRS1')``. They alternate, ``rounds`` times
+    (baseline, head, head_off, baseline, ...), so load drift on the shared machine hits
+    all three alike; each figure is the best run over the rounds (each run itself the
+    best of ``repeats`` after a warm-up call). Failures are recorded, not raised.
+    """
+    out = {"rev": rev, "N": N, "rounds": rounds, "repeats": repeats,
+           "off_tuning": dict(ACCURACY_ADDITIONS_OFF)}
+    try:
+        commit, path = extract_baseline(rev, workdir)
+    except (RuntimeError, OSError) as exc:
+        out["error"] = str(exc)
+        log(f"  baseline {rev}: not measured ({exc})")
+        return out
+    out["commit"] = commit
+    cache = path / "numba_cache"
+    cache.mkdir(exist_ok=True)
+    inherited = os.environ.get("PYTHONPATH")
+
+    def pythonpath(first):
+        return os.pathsep.join([str(first)] + ([inherited] if inherited else []))
+
+    common = dict(scenes=[scene], oversample=N, fit_threshold=0.0, slope_limit=0.0,
+                  repeats=repeats, cores=1)
+    codes = {
+        "baseline": dict(env_extra={"PYTHONPATH": pythonpath(path),
+                                    "NUMBA_CACHE_DIR": str(cache)}),
+        "head": dict(env_extra={"PYTHONPATH": pythonpath(REPO)}),
+        "head_off": dict(env_extra={"PYTHONPATH": pythonpath(REPO)},
+                         tuning_if_present=dict(ACCURACY_ADDITIONS_OFF)),
+    }
+    out["worker_spec"] = {"kind": "ours_core", **common}
+    runs = out["runs"] = {k: [] for k in codes}
+    for i in range(rounds):
+        for name, extra in codes.items():
+            try:
+                r = worker("ours_core", threads=1, **extra, **common)
+            except (RuntimeError, subprocess.TimeoutExpired) as exc:
+                out["error"] = f"{name}, round {i + 1}: {str(exc)[-600:]}"
+                log(f"  baseline {commit}: {name} failed, not measured: {exc}")
+                return out
+            runs[name].append(r)
+            log(f"    round {i + 1}: {name} {fmt_s(r['wall'])} s ({r['module']})")
+    best = out["best"] = {k: min(v, key=lambda r: r["wall"]) for k, v in runs.items()}
+    expect = {"baseline": path / "atm_step", "head": REPO / "atm_step",
+              "head_off": REPO / "atm_step"}
+    wrong = [f"{k} measured {best[k]['module']}" for k in best
+             if Path(best[k]["module"]) != expect[k].resolve()]
+    if wrong:
+        out["error"] = "wrong package measured: " + "; ".join(wrong)
+        log(f"  baseline: {out['error']}")
+        return out
+    out["ratio"] = best["baseline"]["wall"] / best["head"]["wall"]
+    out["ratio_off"] = best["baseline"]["wall"] / best["head_off"]["wall"]
+    log(f"    core on 1 thread, N={N:g}: {commit} {fmt_s(best['baseline']['wall'])} s, "
+        f"now {fmt_s(best['head']['wall'])} s ({out['ratio']:.2f}x), additions off "
+        f"{fmt_s(best['head_off']['wall'])} s ({out['ratio_off']:.2f}x)")
+    return out
+
+
 def provenance(argv, allow_dirty):
     """Commit, tree state, command line and machine; refuses a dirty tree."""
     git = ["git", "-C", str(REPO)]
@@ -235,6 +368,7 @@ def run(args, argv):
         "sweep_nx": 256 if quick else 1024,
         "sweep_repeats": 1 if quick else 2,
         "jwst_full": [] if quick else ["crowded N=3", "MIRI MRS N=3"],
+        "baseline_rounds": args.baseline_rounds or (2 if quick else 3),
     }
     if args.workdir:
         workdir = Path(args.workdir)
@@ -286,6 +420,12 @@ def run(args, argv):
 
     log("NIRSpec-IFU-like scenes (array level) ...")
     crowded(N0)
+    if args.baseline.lower() != "none":
+        log(f"core on 1 thread, crowded N=3: {args.baseline} against this tree "
+            f"({cfg['baseline_rounds']} alternating rounds) ...")
+        results["baseline"] = baseline_suite(args.baseline, sc["crowded"], 3.0, workdir,
+                                             cfg["repeats"], cfg["baseline_rounds"])
+        save("baseline")
     log(f"MIRI MRS N={N0:g}, in a pipeline ...")
     miri_row["pipeline"] = step_config("MIRI MRS point source", miri, N0, str(workdir),
                                        cfg["repeats"], max_fit=None if full else jwst_max,
@@ -411,6 +551,8 @@ def headline(results):
     mos3 = _row(steps, "NIRSpec MOS", 3.0)
     strun_miri = _row(results.get("strun"), "MIRI MRS", 3.0)
     jit = results.get("jit", {})
+    base = results.get("baseline")
+    base_name = (base or {}).get("commit") or (base or {}).get("rev") or BASELINE_REV
     nan = np.nan
 
     def get(row, *keys):
@@ -442,6 +584,10 @@ def headline(results):
          GOALS["crowded_ratio"], ">=", fmt_x),
         ("crowded 30-slice, N=3: our wall on 1 core (s)", get(crowd3, "ours", "wall"),
          GOALS["crowded_wall_1core"], "<", fmt_s),
+        (f"core on 1 thread, crowded N=3: speed-up over {base_name}", get(base, "ratio"),
+         GOALS["core_speedup_baseline"], ">=", fmt_x),
+        (f"core on 1 thread, crowded N=3, accuracy additions off: speed-up over "
+         f"{base_name}", get(base, "ratio_off"), None, None, fmt_x),
         ("point source default, N=3 (arrays): speed-up", get(point3, "ratio"),
          GOALS["point_ratio"], ">=", fmt_x),
         ("first strun with an empty Numba cache: extra over a second run (s)",
@@ -550,6 +696,62 @@ def _strun_section(results):
                   "peak RSS MB jwst / ours"], rows)
 
 
+def _baseline_section(results):
+    """Report lines of the core-speed comparison against the baseline commit."""
+    b = results.get("baseline")
+    if not b:
+        return []
+    name = b.get("commit") or b.get("rev")
+    lines = [f"## Core on 1 thread against commit {name}", ""]
+    if "ratio" not in b:
+        return lines + [f"Not measured: {b.get('error', 'no result')}.", ""]
+    off = ", ".join(f"`{k}={v}`" for k, v in b["best"]["head_off"]["tuning_applied"].items())
+    absent = b["best"]["head_off"].get("tuning_absent") or []
+    unwrapped = b["best"]["baseline"].get("stages_unwrapped") or []
+    cfg = results["config"]
+    labels = {"baseline": f"{name} (before issue 12), its preset",
+              "head": f"{results.get('commit', 'this tree')}, its preset",
+              "head_off": f"{results.get('commit', 'this tree')}, accuracy additions off"}
+    rows = []
+    for key in ("baseline", "head", "head_off"):
+        best = b["best"][key]
+        rows.append([labels[key], fmt_s(best["wall"]),
+                     fmt_x(b["best"]["baseline"]["wall"] / best["wall"]),
+                     ", ".join(fmt_s(r["wall"]) for r in b["runs"][key]),
+                     *stage_cells(best["stages"]), best["n_fitted"]])
+    spec = json.dumps(b["worker_spec"])
+    lines += [
+        f"Issue 12, goal 3: our core at commit `{name}` (\"today\" when the issue was "
+        f"filed) against this tree, on the crowded {cfg['ny']}x{cfg['nx']} scene, "
+        f"N = {b['N']:g}, all 30 slices fitted, 1 thread (`NUMBA_NUM_THREADS=1`). Each "
+        "code runs with its own `FitParameters.nirspec_ifu('NRS1')` (what a user gets); "
+        "the third row is this tree with the accuracy work added since switched off "
+        f"({off}), so it separates the cost of that work from the speed of the code. "
+        f"The {b['rounds']} rounds alternate the three codes (each round: {name}, this "
+        "tree, additions off) in fresh processes, so load drift hits all alike; each "
+        f"figure is the best over the rounds, each run the best of {b['repeats']} after "
+        f"a warm-up call. `{name}`'s `atm_step` is extracted by "
+        f"`git archive {name} atm_step` into the work dir and put first on `PYTHONPATH`, "
+        "with its own `NUMBA_CACHE_DIR`.",
+        "",
+        table(["code", "best (s)", f"speed-up over {name}", "per round (s)",
+               *STAGES, "fitted slices"], rows),
+        "",
+    ]
+    notes = []
+    if absent:
+        notes.append("switches absent from this tree: " + ", ".join(absent))
+    if unwrapped:
+        notes.append(f"stage functions absent at {name} (their time is in other): "
+                     + ", ".join(unwrapped))
+    if notes:
+        lines += ["Notes: " + "; ".join(notes) + ".", ""]
+    lines += [f"Command: `{results.get('command', 'python benchmarks/run_benchmarks.py')}` "
+              f"(`--baseline {b['rev']}`); one worker: `PYTHONPATH=<work dir>/baseline_"
+              f"{name} NUMBA_NUM_THREADS=1 python benchmarks/workers.py '{spec}'`.", ""]
+    return lines
+
+
 def report(results, out_md, png):
     cfg = results["config"]
     done = results.get("done")
@@ -598,6 +800,7 @@ def report(results, out_md, png):
                   "breakdown below) and stpipe's own overhead. "
                   f"At {GOALS['miri_ratio']:.0f}x our step would need <= "
                   f"{fmt_s(m['jwst']['wall'] / GOALS['miri_ratio'])} s.", ""]
+    lines += _baseline_section(results)
     if results.get("steps"):
         lines += ["## Steps on files: in a pipeline and by Step.call", "",
                   "MIRI MRS: real ch3+4 LONG geometry (`atm_step.validation.miri` builder) "
@@ -767,6 +970,13 @@ def main(argv=None):
                     help="oversampling factors of the scene comparisons (full mode)")
     ap.add_argument("--mos-files", type=int, default=3,
                     help="NIRSpec MOS nods to run (full mode)")
+    ap.add_argument("--baseline", default=BASELINE_REV,
+                    help="commit whose core the 1-thread crowded N=3 speed-up is measured "
+                         "against (its atm_step is extracted by git archive into the work "
+                         "dir); 'none' skips it")
+    ap.add_argument("--baseline-rounds", type=int, default=None,
+                    help="alternating rounds of the baseline comparison (default 3, "
+                         "quick 2)")
     ap.add_argument("--allow-dirty", action="store_true",
                     help="measure a git tree with uncommitted changes (the report says so)")
     ap.add_argument("--out", default=str(REPO / "docs" / "performance.md"))

@@ -127,14 +127,32 @@ def _local_crds():
 
 # ----------------------------------------------------------------------------- ours, arrays
 def _ours_core_stages(timer):
-    from atm_step.core import combine, errors, linear, stats, trace_fit
+    """Wrap the core's stage functions; return the names absent from this code.
 
-    timer.wrap(stats, "image_statistics", "statistics")
-    timer.wrap(stats, "regions_over_threshold", "statistics")
-    timer.wrap(trace_fit, "fit_regions", "spline fits")
-    timer.wrap(linear, "linear_oversample", "oversampling")
-    timer.wrap(combine, "combine_models", "oversampling")
-    timer.wrap(errors, "oversample_errors", "errors/DQ/WCS")
+    Tolerant of older or newer versions of the core (the baseline measurement runs
+    this on an earlier commit's ``atm_step``): a module or function that does not
+    exist is skipped and named in the result, its time falls into "other".
+    """
+    import importlib
+
+    missing = []
+    for module, name, stage in (
+        ("stats", "image_statistics", "statistics"),
+        ("stats", "regions_over_threshold", "statistics"),
+        ("trace_fit", "fit_regions", "spline fits"),
+        ("linear", "linear_oversample", "oversampling"),
+        ("combine", "combine_models", "oversampling"),
+        ("errors", "oversample_errors", "errors/DQ/WCS"),
+    ):
+        try:
+            owner = importlib.import_module(f"atm_step.core.{module}")
+        except ImportError:
+            owner = None
+        if owner is None or not hasattr(owner, name):
+            missing.append(f"{module}.{name}")
+            continue
+        timer.wrap(owner, name, stage)
+    return missing
 
 
 _FORCED = {"k": None, "installed": False}
@@ -164,25 +182,38 @@ def _force_fitted(k):
 
 
 def ours_core(spec):
-    """Our core on a saved scene: one warm-up call, then best of ``repeats``."""
+    """Our core on a saved scene: one warm-up call, then best of ``repeats``.
+
+    ``tuning``: `FitParameters` overrides, every one applied. ``tuning_if_present``:
+    overrides applied only where this version of `FitParameters` has the field (the
+    result lists the ones applied and the ones absent). The result names the
+    ``atm_step`` package measured (``module``), so a baseline run can be checked.
+    """
+    import dataclasses
+
     t_import = time.perf_counter()
+    import atm_step
     from atm_step.core import FitParameters, adaptive_trace_model
 
     t_import = time.perf_counter() - t_import
     scenes = [_load_scene(p) for p in spec["scenes"]]
     mem = PeakMemory()
     timer = StageTimer()
-    _ours_core_stages(timer)
+    unwrapped = _ours_core_stages(timer)
     if spec.get("force_fitted") is not None:
         _force_fitted(int(spec["force_fitted"]))
     params = FitParameters.nirspec_ifu("NRS1")
+    known = {f.name for f in dataclasses.fields(FitParameters)}
+    optional = spec.get("tuning_if_present", {})
+    tuning = {k: v for k, v in optional.items() if k in known}
+    tuning.update(spec.get("tuning", {}))
     kwargs = dict(
         oversample=spec["oversample"],
         fit_threshold=spec["fit_threshold"],
         slope_limit=spec["slope_limit"],
         parameters=params,
         maximum_cores=spec.get("cores", 1),
-        **spec.get("tuning", {}),
+        **tuning,
     )
 
     def run_all():
@@ -213,6 +244,10 @@ def ours_core(spec):
         "n_fitted": result.n_fitted,
         "n_regions": int(result.region_ids.size),
         "shape": list(result.flux.shape),
+        "module": str(Path(atm_step.__file__).resolve().parent),
+        "tuning_applied": tuning,
+        "tuning_absent": sorted(set(optional) - known),
+        "stages_unwrapped": unwrapped,
         **mem.report(),
     }
 

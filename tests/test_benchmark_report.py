@@ -1,0 +1,155 @@
+"""The benchmark report's core-speed row against the baseline commit (issue 12, goal 3).
+
+Renders ``benchmarks/run_benchmarks.py``'s headline and report from small fake results
+dicts (no measurement runs), and checks that the worker's stage wrappers tolerate a
+core without one of the wrapped functions (the baseline commit's core).
+"""
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name):
+    path = REPO_ROOT / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def rb():
+    return _load("run_benchmarks")
+
+
+def _run(wall, stages, tuning=None):
+    return {
+        "wall": wall,
+        "stages": stages,
+        "n_fitted": 30,
+        "tuning_applied": tuning or {},
+        "tuning_absent": [],
+        "stages_unwrapped": [],
+    }
+
+
+def _results(baseline):
+    return {
+        "config": {"nx": 2048, "ny": 2048, "repeats": 3, "jwst_max_fit": 3},
+        "quick": False,
+        "started": "2026-11-30 22:00:00",
+        "elapsed": 60.0,
+        "commit": "abc1234567",
+        "command": "python benchmarks/run_benchmarks.py",
+        "baseline": baseline,
+    }
+
+
+def _baseline(rb, wall_base, wall_head, wall_off):
+    off = {"penalty": 0.0, "scale_offset": False}
+    runs = {
+        "baseline": [_run(wall_base + 0.5, {}), _run(wall_base, {"spline fits": 4.0})],
+        "head": [_run(wall_head, {"spline fits": 2.0}), _run(wall_head + 0.1, {})],
+        "head_off": [_run(wall_off, {"spline fits": 1.0}, off), _run(wall_off + 0.2, {}, off)],
+    }
+    best = {k: min(v, key=lambda r: r["wall"]) for k, v in runs.items()}
+    return {
+        "rev": "30e6aa3",
+        "commit": "30e6aa35e1",
+        "N": 3.0,
+        "rounds": 2,
+        "repeats": 3,
+        "runs": runs,
+        "best": best,
+        "ratio": wall_base / wall_head,
+        "ratio_off": wall_base / wall_off,
+        "worker_spec": {"kind": "ours_core", "oversample": 3.0},
+    }
+
+
+def _row(rows, start):
+    found = [r for r in rows if r[0].startswith(start)]
+    assert len(found) == 1, rows
+    return found[0]
+
+
+NAME = "core on 1 thread, crowded N=3: speed-up over 30e6aa35e1"
+
+
+@pytest.mark.parametrize(
+    ("wall_head", "measured", "status"),
+    [(3.0, "2.0x", "met"), (5.0, "1.2x", "MISSED (0.80 of the goal)")],
+)
+def test_headline_row_goal(rb, wall_head, measured, status):
+    rows = rb.headline(_results(_baseline(rb, 6.0, wall_head, 2.0)))
+    assert _row(rows, NAME) == (NAME, measured, ">= 1.5x", status)
+    off = _row(rows, "core on 1 thread, crowded N=3, accuracy additions off")
+    assert off[1:] == ("3.0x", "-", "-")
+
+
+def test_headline_row_not_measured(rb):
+    rows = rb.headline(_results({"rev": "30e6aa3", "error": "git is not available"}))
+    name = "core on 1 thread, crowded N=3: speed-up over 30e6aa3"
+    assert _row(rows, name)[1:] == ("not measured", ">= 1.5x", "-")
+    assert _row(rb.headline(_results(None)), name)[1] == "not measured"
+
+
+def test_report_section(rb, tmp_path):
+    out = tmp_path / "performance.md"
+    rb.report(_results(_baseline(rb, 6.0, 3.0, 2.0)), out, tmp_path / "x.png")
+    text = out.read_text()
+    assert "## Core on 1 thread against commit 30e6aa35e1" in text
+    assert f"| {NAME} | 2.0x | >= 1.5x | met |" in text
+    lines = text.splitlines()
+    base = next(line for line in lines if line.startswith("| 30e6aa35e1 (before issue 12)"))
+    head = next(line for line in lines if line.startswith("| abc1234567, its preset"))
+    off = next(line for line in lines if line.startswith("| abc1234567, accuracy additions"))
+    # best, speed-up, per-round times, then the stage breakdown (spline fits third)
+    assert base.split(" | ")[1:5] == ["6.00", "1.0x", "6.50, 6.00", "0.000"]
+    assert base.split(" | ")[5] == "4.00"
+    assert head.split(" | ")[1:4] == ["3.00", "2.0x", "3.00, 3.10"]
+    assert off.split(" | ")[1:4] == ["2.00", "3.0x", "2.00, 2.20"]
+    assert "`penalty=0.0`, `scale_offset=False`" in text
+    assert "git archive 30e6aa35e1 atm_step" in text
+
+
+def test_report_section_not_measured(rb, tmp_path):
+    out = tmp_path / "performance.md"
+    rb.report(
+        _results({"rev": "30e6aa3", "error": "git is not available (no git)"}),
+        out,
+        tmp_path / "x.png",
+    )
+    text = out.read_text()
+    assert (
+        "## Core on 1 thread against commit 30e6aa3\n\nNot measured: git is not "
+        "available (no git)." in text
+    )
+
+
+def test_stage_wrappers_tolerate_a_missing_function(monkeypatch):
+    """A core without ``errors.oversample_errors`` is timed; the absence is reported."""
+    from atm_step.core import combine, errors, linear, stats, trace_fit
+
+    workers = _load("workers")
+    wrapped = [
+        (stats, "image_statistics"),
+        (stats, "regions_over_threshold"),
+        (trace_fit, "fit_regions"),
+        (linear, "linear_oversample"),
+        (combine, "combine_models"),
+    ]
+    for owner, name in wrapped:  # restored by monkeypatch after the test
+        monkeypatch.setattr(owner, name, getattr(owner, name))
+    monkeypatch.delattr(errors, "oversample_errors")
+    timer = workers.StageTimer()
+    assert workers._ours_core_stages(timer) == ["errors.oversample_errors"]
+    assert [(o, n) for o, n, _ in timer._undo] == wrapped
+    monkeypatch.undo()
+    assert all(getattr(o, n) is f for o, n, f in timer._undo)
