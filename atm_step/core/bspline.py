@@ -37,12 +37,13 @@ def n_coefficients(nknots):
 
 
 @numba.njit(**_HELPER)
-def basis(a, a0, inv_h, nknots, out):
+def basis_values(a, a0, inv_h, nknots):
     """
-    Values of the four cubic B-splines that are non-zero at ``a``.
+    The four cubic B-splines that are non-zero at ``a``: the index ``i`` of the first
+    and their values ``b0 .. b3`` (scalars only, for per-pixel loops).
 
-    Writes ``out[0..3]`` and returns the index of the first of them; points outside
-    ``[a0, a0 + nknots * h]`` use the polynomial of the nearest end interval.
+    Points outside ``[a0, a0 + nknots * h]`` use the polynomial of the nearest end
+    interval.
     """
     u = (a - a0) * inv_h
     i = int(np.floor(u))
@@ -54,10 +55,18 @@ def basis(a, a0, inv_h, nknots, out):
     t2 = t * t
     t3 = t2 * t
     s = 1.0 - t
-    out[0] = s * s * s / 6.0
-    out[1] = (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0
-    out[2] = (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
-    out[3] = t3 / 6.0
+    return (i, s * s * s / 6.0, (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0,
+            (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0, t3 / 6.0)
+
+
+@numba.njit(**_HELPER)
+def basis(a, a0, inv_h, nknots, out):
+    """`basis_values` written into ``out[0..3]``; returns the index of the first."""
+    i, b0, b1, b2, b3 = basis_values(a, a0, inv_h, nknots)
+    out[0] = b0
+    out[1] = b1
+    out[2] = b2
+    out[3] = b3
     return i
 
 

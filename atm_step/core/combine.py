@@ -26,7 +26,8 @@ from dataclasses import dataclass
 import numba
 import numpy as np
 
-from atm_step.core.linear import adjacent_rows, in_row_chunks, interpolate_adjacent
+from atm_step.core.jit import HELPER as _HELPER
+from atm_step.core.linear import in_row_chunks, interpolate_pixel, lerp, row_neighbours
 
 __all__ = ["CombinedModels", "combine_models"]
 
@@ -75,13 +76,15 @@ def _combine_kernel(
     out_linear, out_resid, out_comb, out_trace, out_band, out_est, out_sigmas, j0, j1,
 ):  # fmt: skip
     # One pass over the oversampled rows j0..j1-1: each pixel's native neighbours are
-    # found once and shared by the flux, the residual and every error/variance image.
-    nx = out_comb.shape[1]
+    # found once and shared by the flux, the residual and every error/variance image
+    # (`lerp` where both are in the region and finite, else the full search).
+    ny, nx = flux.shape
     nbins = inband.shape[1]
     n_sig = sigmas.shape[0]
     for j in range(j0, j1):
         r = near[j]
         t = y_os[j]
+        lo, hi, w, inside = row_neighbours(t, ny)
         for x in range(nx):
             reg = regions[r, x]
             if reg <= 0:
@@ -94,15 +97,19 @@ def _combine_kernel(
                 for i in range(n_sig):
                     out_sigmas[i, j, x] = np.nan
                 continue
-            lo, hi, ok = adjacent_rows(regions, r, x, t)
+            ok = inside and regions[lo, x] == reg and regions[hi, x] == reg
             lin = np.nan  # a NaN native pixel stays NaN in the linear model
             if np.isfinite(flux[r, x]):
-                lin = interpolate_adjacent(flux, regions, r, x, t, lo, hi, ok, False)
+                lin = lerp(flux[lo, x], flux[hi, x], w) if ok else np.nan
+                if np.isnan(lin):
+                    lin = interpolate_pixel(flux, regions, r, x, t, False, False)
             s = spline_os[j, x]
             res = np.nan
             inb = False
             if np.isfinite(s):
-                res = interpolate_adjacent(resid_native, regions, r, x, t, lo, hi, ok, False)
+                res = lerp(resid_native[lo, x], resid_native[hi, x], w) if ok else np.nan
+                if np.isnan(res):
+                    res = interpolate_pixel(resid_native, regions, r, x, t, False, False)
                 k = lookup[reg] if reg < lookup.shape[0] else -1
                 if k >= 0:
                     if whole[k]:
@@ -129,10 +136,11 @@ def _combine_kernel(
             # errors (paper IV): interpolated across NaN pixels, NaN where the nearest
             # native error is NaN unless the model filled the pixel; inflated
             for i in range(n_sig):
-                sig = sigmas[i]
                 v = np.nan
-                if est or np.isfinite(sig[r, x]):
-                    v = interpolate_adjacent(sig, regions, r, x, t, lo, hi, ok, False)
+                if est or np.isfinite(sigmas[i, r, x]):
+                    v = lerp(sigmas[i, lo, x], sigmas[i, hi, x], w) if ok else np.nan
+                    if np.isnan(v):
+                        v = interpolate_pixel(sigmas[i], regions, r, x, t, False, False)
                     v = v * inflation
                     if squared[i]:
                         v = v * v
@@ -371,23 +379,15 @@ def conserve_band_flux(fit, band, regions, alpha, near, oversample, band_native=
                       float(oversample), MAX_FLUX_CORRECTION, *work)
 
 
-@numba.njit(cache=True, nogil=True)
-def _shrink_run(comb, resid, trace, err, regions, y_os, near, k, x, j0, j1):
-    # one band run (rows j0..j1-1 of column x, one region): Wiener-weight each
-    # residual, then spread the residual flux removed evenly over the run
-    lost = 0.0
-    n = 0
-    for j in range(j0, j1):
-        r = resid[j, x]
-        if not np.isfinite(r):
-            continue
-        n += 1
-        lo, hi, ok = adjacent_rows(regions, near[j], x, y_os[j])
-        e = k * interpolate_adjacent(err, regions, near[j], x, y_os[j], lo, hi, ok, False)
-        if np.isfinite(e) and e > 0.0:
-            w = r * r / (r * r + e * e)
-            lost += (1.0 - w) * r
-            resid[j, x] = w * r
+#: columns handled side by side by `_shrink_kernel`: the rows are swept in order, so
+#: each cache line of the oversampled images serves this many columns
+SHRINK_BLOCK = 16
+
+
+@numba.njit(**_HELPER)
+def _spread_back(comb, resid, trace, x, j0, j1, lost, n):
+    # close one band run (rows j0..j1-1 of column x): the residual flux the weights
+    # removed is spread evenly over the run's finite residuals
     if n == 0:
         return
     back = lost / n
@@ -399,21 +399,54 @@ def _shrink_run(comb, resid, trace, err, regions, y_os, near, k, x, j0, j1):
 
 
 @numba.njit(cache=True, nogil=True)
-def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1):
+def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1, start, rid,
+                   lost, count):  # fmt: skip
+    # A band run is the consecutive band pixels of one region in one column. The rows
+    # are swept in order for SHRINK_BLOCK columns at a time (contiguous reads), each
+    # column keeping its open run's start, region, removed flux and count; a run is
+    # closed (`_spread_back`) where the band or the region ends. Each run's sum adds
+    # its rows in order, as a column-by-column sweep would.
     ny_os = comb.shape[0]
-    for x in range(x0, x1):
-        # not a literal 0: Numba would compile `_shrink_run` a second time for it
-        j = np.int64(0)
-        while j < ny_os:
-            if not band[j, x]:
-                j += 1
-                continue
-            rid = regions[near[j], x]
-            j1 = j + 1
-            while j1 < ny_os and band[j1, x] and regions[near[j1], x] == rid:
-                j1 += 1
-            _shrink_run(comb, resid, trace, err, regions, y_os, near, k, x, j, j1)
-            j = j1
+    for xb in range(x0, x1, SHRINK_BLOCK):
+        xe = min(xb + SHRINK_BLOCK, x1)
+        for x in range(xb, xe):
+            start[x - xb] = -1
+        for j in range(ny_os):
+            r = near[j]
+            t = y_os[j]
+            lo, hi, w, inside = row_neighbours(t, err.shape[0])
+            for x in range(xb, xe):
+                q = x - xb
+                reg = regions[r, x]
+                inb = band[j, x]
+                if start[q] >= 0 and not (inb and reg == rid[q]):
+                    _spread_back(comb, resid, trace, x, start[q], j, lost[q], count[q])
+                    start[q] = -1
+                if not inb:
+                    continue
+                if start[q] < 0:
+                    start[q] = j
+                    rid[q] = reg
+                    lost[q] = 0.0
+                    count[q] = 0
+                v = resid[j, x]
+                if not np.isfinite(v):
+                    continue
+                count[q] += 1
+                e = np.nan
+                if inside and reg > 0 and regions[lo, x] == reg and regions[hi, x] == reg:
+                    e = lerp(err[lo, x], err[hi, x], w)
+                if np.isnan(e):
+                    e = interpolate_pixel(err, regions, r, x, t, False, False)
+                e = k * e
+                if np.isfinite(e) and e > 0.0:
+                    g = v * v / (v * v + e * e)
+                    lost[q] += (1.0 - g) * v
+                    resid[j, x] = g * v
+        for x in range(xb, xe):
+            q = x - xb
+            if start[q] >= 0:
+                _spread_back(comb, resid, trace, x, start[q], ny_os, lost[q], count[q])
 
 
 def shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage):
@@ -452,7 +485,13 @@ def shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage):
     err = np.ascontiguousarray(err, dtype=np.float64)
     args = (parts.flux, parts.residual, parts.trace, parts.band, err, regions, y_os, near,
             float(residual_shrinkage))
-    in_row_chunks(parts.flux.shape[1], lambda x0, x1: _shrink_kernel(*args, x0, x1))
+
+    def run(x0, x1):  # each thread its own run state (SHRINK_BLOCK columns)
+        _shrink_kernel(*args, x0, x1, np.empty(SHRINK_BLOCK, dtype=np.int64),
+                       np.empty(SHRINK_BLOCK, dtype=np.int64), np.empty(SHRINK_BLOCK),
+                       np.empty(SHRINK_BLOCK, dtype=np.int64))
+
+    in_row_chunks(parts.flux.shape[1], run)
 
 
 def combine_models(

@@ -11,7 +11,7 @@ import numpy as np
 
 from atm_step.core.jit import HELPER as _HELPER
 
-# `interpolate_pixel`, `adjacent_rows` and `interpolate_adjacent` are helpers of the
+# `interpolate_pixel`, `row_neighbours` and `lerp` are helpers of the
 # compiled kernels (here and in `atm_step.core.combine`), not callable from Python
 __all__ = ["linear_oversample", "in_row_chunks"]
 
@@ -77,41 +77,36 @@ def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     return data[end, x]
 
 
-@numba.njit("Tuple((int64, int64, boolean))(int64[:, ::1], int64, int64, float64)", **_HELPER)
-def adjacent_rows(regions, r, x, t):
+@numba.njit("Tuple((int64, int64, float64, boolean))(float64, int64)", **_HELPER)
+def row_neighbours(t, ny):
     """
-    The native rows ``floor(t)`` and ``ceil(t)`` around row coordinate ``t`` in column
-    ``x``, and whether both lie in the region of pixel ``(r, x)`` (``r = round(t)``).
+    The native rows ``lo = floor(t)`` and ``hi = ceil(t)`` around row coordinate
+    ``t``, the weight ``w`` of ``hi`` in a linear interpolation between them (0 when
+    ``lo == hi``), and whether both rows lie in an image of ``ny`` rows.
 
-    Found once per oversampled pixel and shared by every image interpolated there
-    (flux, residual, error, variances) through :func:`interpolate_adjacent`.
+    Found once per oversampled row and shared by every pixel of the row and every
+    image interpolated there (flux, residual, error, variances): see `lerp`.
     """
     lo = int(np.floor(t))
     hi = lo + 1 if t > lo else lo
-    reg = regions[r, x]
-    ok = reg > 0 and lo >= 0 and hi < regions.shape[0]
-    if ok:
-        ok = regions[lo, x] == reg and regions[hi, x] == reg
-    return lo, hi, ok
+    w = (t - lo) / (hi - lo) if hi > lo else 0.0
+    return lo, hi, w, lo >= 0 and hi < ny
 
 
-@numba.njit("float64(" + _IMAGE + ", int64, int64, boolean, boolean)", **_HELPER)
-def interpolate_adjacent(data, regions, r, x, t, lo, hi, ok, preserve_nan):
+@numba.njit("float64(float64, float64, float64)", **_HELPER)
+def lerp(a, b, w):
     """
-    :func:`interpolate_pixel` (no extrapolation) with the rows from
-    :func:`adjacent_rows`: when both are in the region and finite in ``data`` the
-    value is their interpolation (the same arithmetic), otherwise the full search runs.
+    ``a (1 - w) + b w`` if ``a`` and ``b`` are finite, else NaN.
+
+    The kernels' fast path: where both `row_neighbours` of a pixel are in its region
+    and finite, this is what :func:`interpolate_pixel` (no extrapolation) returns, with
+    the same arithmetic; a NaN sends the pixel to :func:`interpolate_pixel`'s search.
+    Scalars only: a helper taking arrays costs an order of magnitude more per call in
+    a per-pixel loop.
     """
-    if ok:
-        a = data[lo, x]
-        b = data[hi, x]
-        if np.isfinite(a) and np.isfinite(b):
-            # r is lo or hi, so data[r, x] is finite: preserve_nan changes nothing
-            if hi == lo:
-                return a
-            w = (t - lo) / (hi - lo)
-            return a * (1.0 - w) + b * w
-    return interpolate_pixel(data, regions, r, x, t, preserve_nan, False)
+    if np.isfinite(a) and np.isfinite(b):
+        return a * (1.0 - w) + b * w
+    return np.nan
 
 
 @numba.njit(cache=True, nogil=True)
@@ -120,8 +115,15 @@ def _linear_oversample_kernel(data, regions, y_os, near, preserve_nan, extrapola
     for j in range(j0, j1):
         r = near[j]
         t = y_os[j]
+        lo, hi, w, inside = row_neighbours(t, data.shape[0])
         for x in range(nx):
-            out[j, x] = interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate)
+            reg = regions[r, x]
+            v = np.nan
+            if inside and reg > 0 and regions[lo, x] == reg and regions[hi, x] == reg:
+                v = lerp(data[lo, x], data[hi, x], w)
+            if np.isnan(v):  # a neighbour NaN or outside the region: the full search
+                v = interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate)
+            out[j, x] = v
 
 
 def linear_oversample(data, regions, y_os, near, *, preserve_nan=True, extrapolate=False):

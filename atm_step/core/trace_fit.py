@@ -62,7 +62,7 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from atm_step.core.bspline import accumulate, basis, difference_penalty, evaluate, solve_banded
+from atm_step.core.bspline import accumulate, basis, basis_values, difference_penalty, solve_banded
 from atm_step.core.jit import HELPER as _HELPER
 from atm_step.core.stats import MAX_ROWS_PER_SPAN, RegionGeometry, region_geometry
 
@@ -481,7 +481,13 @@ def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty, sums):
         if i >= 0:
             occ[fbin[x, rr]] += sign
             y = v[x, rr]
-            accumulate(ata, aty, i, bval[x, rr], y, float(sign))
+            # `bspline.accumulate`, written out: a call per point passing array views
+            # costs more than the arithmetic
+            for p in range(4):
+                wp = sign * bval[x, rr, p]
+                aty[i + p] += wp * y
+                for q in range(p, 4):
+                    ata[i + p, q - p] += wp * bval[x, rr, q]
             sums[0] += sign
             sums[1] += sign * y
             sums[2] += sign * y * y
@@ -755,7 +761,7 @@ def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg,
 
 @numba.njit(**_HELPER)
 def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
-                  b, seed, col_d, col_m, out_native, out_norm, out_os):  # fmt: skip
+                  seed, col_d, col_m, out_native, out_norm, out_os):  # fmt: skip
     """
     Evaluate the normalised model at column ``c``'s pixels inside the sampled range
     ``lo .. hi``, scale it to the column (`column_scale`) and write the scaled model
@@ -766,7 +772,9 @@ def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
     for y in range(cfg.row0, cfg.row1 + 1):
         a = alpha[y, c]
         if regions[y, c] == cfg.rid and np.isfinite(a) and lo <= a <= hi:
-            m = evaluate(a, cfg.a0, inv_h, cfg.nknots, coef, b)
+            # `bspline.evaluate` without passing arrays (the cost of a per-pixel call)
+            i, b0, b1, b2, b3 = basis_values(a, cfg.a0, inv_h, cfg.nknots)
+            m = coef[i] * b0 + coef[i + 1] * b1 + coef[i + 2] * b2 + coef[i + 3] * b3
             out_norm[y, c] = m
             col_d[n] = flux[y, c]
             col_m[n] = m
@@ -788,7 +796,9 @@ def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
             continue
         a = alpha_os[j, c]
         if np.isfinite(a) and lo <= a <= hi:
-            out_os[j, c] = scale * evaluate(a, cfg.a0, inv_h, cfg.nknots, coef, b)
+            i, b0, b1, b2, b3 = basis_values(a, cfg.a0, inv_h, cfg.nknots)
+            out_os[j, c] = scale * (coef[i] * b0 + coef[i + 1] * b1 + coef[i + 2] * b2
+                                    + coef[i + 3] * b3)
     return scale
 
 
@@ -821,7 +831,6 @@ class ColumnWork(NamedTuple):
     prev: np.ndarray  #: (ncoef,) last fitted column's coefficients
     occ: np.ndarray  #: (nknots * FINE_BINS_PER_KNOT + 1,) int64 sampling histogram
     cand: np.ndarray  #: ((2 window + 1) nr,) int64 rejection candidates
-    b: np.ndarray  #: (4,) B-spline values
     seed: np.ndarray  #: (2, scale_top) `column_scale` work
     col_d: np.ndarray  #: (nr,) a column's data and model for `column_scale`
     col_m: np.ndarray  #: (nr,)
@@ -837,7 +846,7 @@ def column_work(nx, cfg):
         aty=np.zeros(ncoef), sums=np.zeros(3), chol=np.empty((ncoef, 4)),
         coef=np.zeros(ncoef), trial=np.zeros(ncoef), prev=np.zeros(ncoef),
         occ=np.zeros(cfg.nknots * FINE_BINS_PER_KNOT + 1, dtype=np.int64),
-        cand=np.empty((2 * cfg.window + 1) * nr, dtype=np.int64), b=np.empty(4),
+        cand=np.empty((2 * cfg.window + 1) * nr, dtype=np.int64),
         seed=np.empty((2, cfg.scale_top)), col_d=np.empty(nr), col_m=np.empty(nr),
     )  # fmt: skip
 
@@ -871,7 +880,6 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
     prev = work.prev
     occ = work.occ
     cand = work.cand
-    b = work.b
     seed = work.seed
     col_d = work.col_d
     col_m = work.col_m
@@ -913,7 +921,7 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
             else:
                 continue
             col_scale[c] = _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os,
-                                         near, cfg, b, seed, col_d, col_m, out_native,
+                                         near, cfg, seed, col_d, col_m, out_native,
                                          out_norm, out_os)  # fmt: skip
     counts[0] = n_fit
     counts[1] = n_reuse
