@@ -341,13 +341,14 @@ class AdaptiveTraceModelStep(Step):
     def _process_one(self, adapter, target):
         """Run the core on one image (IFU exposure or one slit); write into ``target``."""
         from atm_step.core import adaptive_trace_model
+        from atm_step.core.stats import region_ids
         from atm_step.modes.writeback import apply_result, intermediate_images
 
         label = adapter.name
         if getattr(adapter.model, "name", None):
             log.info("Working on slit %s", adapter.model.name)
         inputs = adapter.core_inputs(self.oversample)
-        n_regions = int(np.unique(inputs.regions[inputs.regions > 0]).size)
+        n_regions = int(region_ids(inputs.regions).size)
         result = adaptive_trace_model(
             inputs.flux,
             inputs.alpha,

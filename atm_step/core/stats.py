@@ -111,7 +111,7 @@ def image_statistics(flux, regions, channel_groups=None):
         if not members.any():
             continue
         gmean, grms = _clipped(flux[members])
-        for rid in np.unique(regions[members]).tolist():
+        for rid in region_ids(np.where(members, regions, 0)).tolist():
             group_mean[rid] = gmean
             group_rms[rid] = grms
     return ImageStatistics(mean, rms, group_mean, group_rms)

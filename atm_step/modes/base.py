@@ -18,6 +18,7 @@ import numpy as np
 from astropy.modeling.models import Identity, Scale, Shift
 
 from atm_step.core import grid
+from atm_step.core.stats import region_ids
 
 __all__ = [
     "CoreInputs",
@@ -134,7 +135,7 @@ def increasing_alpha(alpha, regions, alpha_os=None, regions_os=None):
     with np.errstate(invalid="ignore"):
         dy = np.diff(alpha, axis=0)
     same = regions[1:] == regions[:-1]
-    for rid in np.unique(regions[regions > 0]):
+    for rid in region_ids(regions):
         steps = dy[same & (regions[1:] == rid)]
         steps = steps[np.isfinite(steps)]
         if steps.size and np.median(steps) < 0:

@@ -17,6 +17,7 @@ import logging
 import numpy as np
 
 from atm_step.core import FitParameters
+from atm_step.core.stats import region_ids
 from atm_step.modes.base import ModeAdapter
 
 __all__ = ["MIRIMRSAdapter"]
@@ -113,7 +114,7 @@ class MIRIMRSAdapter(ModeAdapter):
         return FitParameters.miri_mrs(self.meta.instrument.detector)
 
     def channel_groups(self, regions):
-        ids = np.unique(regions[regions > 0])
+        ids = region_ids(regions)
         groups = {}
         for rid in ids:
             groups.setdefault(int(rid) // 100, []).append(int(rid))
