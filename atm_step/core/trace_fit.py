@@ -41,19 +41,27 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
 - The fit is a set of one-idea kernels (`_pixel_table`, `_move_window`,
   `_sampled_range`, `_robust_fit`, `_model_column`, `_rescale_lost_columns`), with
   the region's scalars in one `RegionSetup`; the per-column loop is one compiled
-  kernel (`_fit_columns`), and the Python driver `_fit_region` calls the per-region
-  kernels one after the other. A kernel is compiled on its first use, together
+  kernel (`_fit_columns`, one column chunk), and the Python driver `_RegionJob`
+  calls the per-region kernels one after the other. A kernel is compiled on its first use, together
   with every kernel it calls: keeping the per-region kernels apart compiles each
   once, and `_choose_penalty` (GCV) only when a call asks for it, which keeps the
   first, uncached run short. `atm_step.core.reference.reference_fit_region` is the
   same recipe in NumPy/scipy.
-- Regions are independent and are fitted in parallel threads: the compiled kernels
-  release the GIL, and a thread pool (``maximum_cores`` threads) runs the regions.
-  (A Numba ``prange`` over regions does the same but adds ~8 s to the first,
-  uncached compilation.)
+- Threads share out column chunks, not only regions, so that one exposure with one
+  bright slice, or a single slit, also runs on every core. The column loop of a
+  sweep is cut into chunks of a multiple of ``REFRESH_EVERY + 1`` columns, so that
+  each chunk starts where the serial loop rebuilds the window's sums anyway; the
+  only state carried from one column to the next is the last fit, reused by
+  columns that fail the sampling-gap test. A chunk's leading columns that need it
+  are modelled once every chunk of the region is done (`_finish_region`), from the
+  last fit of the chunks before. The output is the same, bit for bit, on any
+  number of threads. The compiled kernels release the GIL; a thread pool
+  (``maximum_cores`` threads) runs the tasks (`_run_regions`). (A Numba ``prange``
+  does the same but adds ~8 s to the first, uncached compilation.)
 """
 
 import logging
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -802,7 +810,6 @@ def _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg,
     return scale
 
 
-@numba.njit(**_HELPER)
 def _sweep_bounds(order_code, sweep, nx):
     """Columns ``start, stop, step`` of sweep ``sweep`` in the column order."""
     if order_code == 0:
@@ -812,6 +819,36 @@ def _sweep_bounds(order_code, sweep, nx):
     if sweep == 0:
         return 0, nx // 2 + 1, 1
     return nx - 1, nx // 2, -1
+
+
+def column_chunks(order_code, nx, refreshes):
+    """
+    The column chunks of a region's fit, in the serial order.
+
+    Parameters
+    ----------
+    order_code : int
+        `ORDER_CODES` value of ``FitParameters.column_order``.
+    nx : int
+        Columns of the region.
+    refreshes : int
+        Chunk length in units of ``REFRESH_EVERY + 1`` columns (the serial loop
+        rebuilds the window's sums at the first column of a sweep and every
+        ``REFRESH_EVERY + 1`` columns after it, so a chunk starts at such a column).
+
+    Returns
+    -------
+    list of tuple of int
+        ``(sweep, start, stop, step)`` per chunk: columns ``range(start, stop, step)``.
+    """
+    length = max(int(refreshes), 1) * (REFRESH_EVERY + 1)
+    chunks = []
+    for sweep in range(2 if order_code == 2 else 1):
+        cols = range(*_sweep_bounds(order_code, sweep, nx))
+        for p in range(0, len(cols), length):
+            part = cols[p: p + length]
+            chunks.append((sweep, part.start, part.stop, part.step))
+    return chunks
 
 
 class ColumnWork(NamedTuple):
@@ -834,6 +871,8 @@ class ColumnWork(NamedTuple):
     seed: np.ndarray  #: (2, scale_top) `column_scale` work
     col_d: np.ndarray  #: (nr,) a column's data and model for `column_scale`
     col_m: np.ndarray  #: (nr,)
+    pending: np.ndarray  #: (nx,) int64: columns of a chunk waiting for an earlier chunk's fit
+    prev_range: np.ndarray  #: (2,) sampled alpha range of ``prev``
 
 
 def column_work(nx, cfg):
@@ -848,22 +887,28 @@ def column_work(nx, cfg):
         occ=np.zeros(cfg.nknots * FINE_BINS_PER_KNOT + 1, dtype=np.int64),
         cand=np.empty((2 * cfg.window + 1) * nr, dtype=np.int64),
         seed=np.empty((2, cfg.scale_top)), col_d=np.empty(nr), col_m=np.empty(nr),
+        pending=np.empty(nx, dtype=np.int64), prev_range=np.zeros(2),
     )  # fmt: skip
 
 
 @numba.njit(cache=True, nogil=True)
 def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngood, v, bidx,
-                 bval, fbin, clo, chi, work, out_native, out_norm, out_os, col_scale, counts):  # fmt: skip
+                 bval, fbin, clo, chi, work, start, stop, step, out_native, out_norm, out_os,
+                 col_scale, result):  # fmt: skip
     """
-    Spline model of every column of one region (see the module docstring), from its
-    column norms (`column_norms`) and pixel table (`_pixel_table`), with penalty
-    weight ``lam`` on the band ``pen`` (`difference_penalty`) and the work arrays
-    ``work`` (`column_work`): the per-column loop over the one-idea kernels above.
-    Writes the region's pixels of the output arrays, each modelled column's scale
-    ``col_scale[c]`` and ``counts = (columns fitted, columns reusing a fit,
-    rejections)``.
+    Spline model of the columns ``range(start, stop, step)`` of one region (a chunk,
+    `column_chunks`; see the module docstring), from its column norms
+    (`column_norms`) and pixel table (`_pixel_table`), with penalty weight ``lam`` on
+    the band ``pen`` (`difference_penalty`) and the work arrays ``work``
+    (`column_work`): the per-column loop over the one-idea kernels above.
+
+    Writes the chunk's pixels of the output arrays and each modelled column's scale
+    ``col_scale[c]``. ``result`` receives (columns fitted, columns reusing a fit,
+    rejections, pending columns, 1 if the chunk fitted a column); the pending
+    columns, which would reuse a fit made before the chunk, are
+    ``work.pending[:result[3]]``; the chunk's last fit is ``work.prev`` over the
+    alpha range ``work.prev_range``.
     """
-    nx = flux.shape[1]
     ncoef = cfg.nknots + 3
     h = (cfg.a1 - cfg.a0) / cfg.nknots
     binw = h / FINE_BINS_PER_KNOT
@@ -883,83 +928,236 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
     seed = work.seed
     col_d = work.col_d
     col_m = work.col_m
+    pending = work.pending
     n_fit = 0
     n_reuse = 0
     n_rej = 0
-    for sweep in range(2 if cfg.order_code == 2 else 1):
-        start, stop, step = _sweep_bounds(cfg.order_code, sweep, nx)
-        have_prev = False
-        prev_lo = 0.0
-        prev_hi = 0.0
-        wl, wr, since = -1, -2, 0
-        for c in range(start, stop, step):
-            wl, wr, since = _move_window(c, cfg.window, wl, wr, since, bidx, bval, fbin, v,
-                                         occ, ata_all, aty_all, sums_all)  # fmt: skip
-            if ngood[c] <= cfg.min_good:
-                continue
-            lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, cfg.a0, binw)
-            fitted = False
-            nrej = 0
-            if gap <= cfg.gap_ratio * cfg.gap_h and npts > ncoef:
-                fitted, nrej = _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all,
-                                           aty_all, sums_all, ata, aty, sums, pen, lam, chol,
-                                           coef, trial, cand, cfg)  # fmt: skip
-            if fitted:
-                n_fit += 1
-                n_rej += nrej
-                for i in range(ncoef):
-                    prev[i] = coef[i]
-                prev_lo = lo
-                prev_hi = hi
-                have_prev = True
-            elif have_prev:
-                n_reuse += 1
-                for i in range(ncoef):
-                    coef[i] = prev[i]
-                lo = prev_lo
-                hi = prev_hi
-            else:
-                continue
-            col_scale[c] = _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os,
-                                         near, cfg, seed, col_d, col_m, out_native,
-                                         out_norm, out_os)  # fmt: skip
-    counts[0] = n_fit
-    counts[1] = n_reuse
-    counts[2] = n_rej
+    n_pending = 0
+    have_prev = False
+    prev_lo = 0.0
+    prev_hi = 0.0
+    wl, wr, since = -1, -2, 0
+    for c in range(start, stop, step):
+        wl, wr, since = _move_window(c, cfg.window, wl, wr, since, bidx, bval, fbin, v,
+                                     occ, ata_all, aty_all, sums_all)  # fmt: skip
+        if ngood[c] <= cfg.min_good:
+            continue
+        lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, cfg.a0, binw)
+        fitted = False
+        nrej = 0
+        if gap <= cfg.gap_ratio * cfg.gap_h and npts > ncoef:
+            fitted, nrej = _robust_fit(c, wl, wr, npts, v, bidx, bval, rej, ata_all,
+                                       aty_all, sums_all, ata, aty, sums, pen, lam, chol,
+                                       coef, trial, cand, cfg)  # fmt: skip
+        if fitted:
+            n_fit += 1
+            n_rej += nrej
+            for i in range(ncoef):
+                prev[i] = coef[i]
+            prev_lo = lo
+            prev_hi = hi
+            have_prev = True
+        elif have_prev:
+            n_reuse += 1
+            for i in range(ncoef):
+                coef[i] = prev[i]
+            lo = prev_lo
+            hi = prev_hi
+        else:
+            pending[n_pending] = c
+            n_pending += 1
+            continue
+        col_scale[c] = _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os,
+                                     near, cfg, seed, col_d, col_m, out_native,
+                                     out_norm, out_os)  # fmt: skip
+    work.prev_range[0] = prev_lo
+    work.prev_range[1] = prev_hi
+    result[0] = n_fit
+    result[1] = n_reuse
+    result[2] = n_rej
+    result[3] = n_pending
+    result[4] = 1 if have_prev else 0
 
 
-def _fit_region(flux, alpha, regions, alpha_os, near, cfg, out_native, out_norm, out_os,
-                counts):  # fmt: skip
+@numba.njit(cache=True, nogil=True)
+def _model_columns(cols, coef, lo, hi, flux, alpha, regions, alpha_os, near, cfg, work,
+                   out_native, out_norm, out_os, col_scale):  # fmt: skip
+    """The columns ``cols`` modelled with the fit ``coef`` over ``lo .. hi``
+    (`_model_column`): a chunk's leading columns that reuse an earlier chunk's fit."""
+    for k in range(cols.shape[0]):
+        c = cols[k]
+        col_scale[c] = _model_column(c, coef, lo, hi, flux, alpha, regions, alpha_os, near,
+                                     cfg, work.seed, work.col_d, work.col_m, out_native,
+                                     out_norm, out_os)  # fmt: skip
+
+
+class _ChunkResult(NamedTuple):
+    counts: np.ndarray  #: (3,) columns fitted, columns reusing a fit, rejections
+    pending: np.ndarray  #: columns waiting for the fit of an earlier chunk
+    last: tuple | None  #: the chunk's last fit ``(coef, lo, hi)``, None without one
+
+
+class _RegionJob:
     """
-    Spline model of every column of one region: the driver of the compiled kernels
-    above (`column_norms`, `_pixel_table`, `_choose_penalty` only when the penalty
-    weight is to be chosen, `_fit_columns`, `_rescale_lost_columns`), each a separate
-    compiled function called from here, so that a call compiles only the kernels it
-    runs, and each of them once. Writes the region's pixels of the output arrays and
-    ``counts`` (see `_fit_columns`); returns the relative penalty weight used.
+    One region's fit as tasks that threads can share: `prepare` (column norms, pixel
+    table, penalty weight), `run_chunk` for each column chunk in any order and on any
+    thread, then `finish` (pending columns, lost columns).
     """
-    nx = flux.shape[1]
-    ncoef = cfg.nknots + 3
-    norm, ngood = column_norms(flux, alpha, regions, cfg.rid, cfg.row0, cfg.row1, cfg.a0,
-                               cfg.a1, 2 * cfg.nknots, MAX_MISSING_FLUX)  # fmt: skip
-    v, bidx, bval, fbin, clo, chi = _new_pixel_table(nx, cfg)
-    _pixel_table(flux, alpha, regions, norm, cfg, v, bidx, bval, fbin, clo, chi, np.empty(4))
-    pen = difference_penalty(ncoef, cfg.penalty_order)
-    # penalty weights are relative to the window's points per coefficient, so that one
-    # value means the same smoothing for any slice length, window and knot count
-    nfitted = int(np.count_nonzero(bidx >= 0))
-    scale = nfitted / nx * (2 * cfg.window + 1) / ncoef
-    rel = cfg.penalty
-    if rel < 0:
-        rel = _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg,
-                              column_work(nx, cfg), np.empty(ncoef), np.empty(GCV_WINDOWS))  # fmt: skip
-    col_scale = np.full(nx, np.nan)
-    _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, rel * scale, norm, ngood, v,
-                 bidx, bval, fbin, clo, chi, column_work(nx, cfg), out_native, out_norm, out_os,
-                 col_scale, counts)  # fmt: skip
-    _rescale_lost_columns(norm, col_scale, cfg.window, cfg.row0, cfg.row1, cfg.rid, regions,
-                          near, cfg.j0, cfg.j1, out_native, out_os, cfg.shared)  # fmt: skip
-    return float(rel)
+
+    def __init__(self, k, cfg, arrays, outputs, counts, refreshes):
+        self.k = k
+        self.cfg = cfg
+        self.arrays = arrays  # flux, alpha, regions, alpha_os, near
+        self.outputs = outputs  # out_native, out_norm, out_os
+        self.counts = counts
+        self.chunks = column_chunks(cfg.order_code, arrays[0].shape[1], refreshes)
+        self.results = [None] * len(self.chunks)
+        self.left = len(self.chunks)
+        self.lock = threading.Lock()
+        self.work = {}  # per thread: rejection marks must not be shared between threads
+        self.rel = 0.0
+        self.failed = None  # the first error of a chunk task
+
+    def prepare(self):
+        """Column norms, pixel table and penalty weight of the region."""
+        flux, alpha, regions, _, _ = self.arrays
+        cfg = self.cfg
+        nx = flux.shape[1]
+        ncoef = cfg.nknots + 3
+        self.norm, self.ngood = column_norms(flux, alpha, regions, cfg.rid, cfg.row0,
+                                             cfg.row1, cfg.a0, cfg.a1, 2 * cfg.nknots,
+                                             MAX_MISSING_FLUX)  # fmt: skip
+        self.table = _new_pixel_table(nx, cfg)
+        _pixel_table(flux, alpha, regions, self.norm, cfg, *self.table, np.empty(4))
+        self.pen = difference_penalty(ncoef, cfg.penalty_order)
+        # penalty weights are relative to the window's points per coefficient, so that
+        # one value means the same smoothing for any slice length, window and knot count
+        nfitted = int(np.count_nonzero(self.table[1] >= 0))
+        scale = nfitted / nx * (2 * cfg.window + 1) / ncoef
+        rel = cfg.penalty
+        if rel < 0:
+            rel = _choose_penalty(self.norm, self.ngood, *self.table, self.pen, scale, cfg,
+                                  column_work(nx, cfg), np.empty(ncoef),
+                                  np.empty(GCV_WINDOWS))  # fmt: skip
+        self.rel = float(rel)
+        self.lam = self.rel * scale
+        self.col_scale = np.full(nx, np.nan)
+
+    def _thread_work(self):
+        key = threading.get_ident()
+        with self.lock:
+            if key not in self.work:
+                self.work[key] = column_work(self.arrays[0].shape[1], self.cfg)
+            return self.work[key]
+
+    def run_chunk(self, i):
+        """Fit column chunk ``i``; returns True when it was the region's last chunk."""
+        work = self._thread_work()
+        _, start, stop, step = self.chunks[i]
+        res = np.zeros(5, dtype=np.int64)
+        _fit_columns(*self.arrays, self.cfg, self.pen, self.lam, self.norm, self.ngood,
+                     *self.table, work, start, stop, step, *self.outputs, self.col_scale,
+                     res)  # fmt: skip
+        last = (work.prev.copy(), float(work.prev_range[0]), float(work.prev_range[1]))
+        self.results[i] = _ChunkResult(res[:3].copy(), work.pending[: res[3]].copy(),
+                                       last if res[4] else None)  # fmt: skip
+        with self.lock:
+            self.left -= 1
+            return self.left == 0
+
+    def finish(self):
+        """Model the chunks' pending columns with the last fit before them (in the
+        serial order, within a sweep), then rescale the columns that lost their flux."""
+        cfg = self.cfg
+        regions, near = self.arrays[2], self.arrays[4]
+        total = np.zeros(3, dtype=np.int64)
+        last = None
+        sweep_now = -1
+        work = self._thread_work()
+        for (sweep, *_), r in zip(self.chunks, self.results, strict=True):
+            if sweep != sweep_now:
+                last, sweep_now = None, sweep
+            total += r.counts
+            if r.pending.size and last is not None:
+                _model_columns(r.pending, *last, *self.arrays, cfg, work, *self.outputs,
+                               self.col_scale)  # fmt: skip
+                total[1] += r.pending.size
+            if r.last is not None:
+                last = r.last
+        self.counts[:] = total
+        out_native, _, out_os = self.outputs
+        _rescale_lost_columns(self.norm, self.col_scale, cfg.window, cfg.row0, cfg.row1,
+                              cfg.rid, regions, near, cfg.j0, cfg.j1, out_native, out_os,
+                              cfg.shared)  # fmt: skip
+        self.table = self.work = self.results = None  # free the region's work arrays
+
+
+def _run_regions(jobs, threads):
+    """
+    Run the regions' jobs (`_RegionJob`) on ``threads`` threads: a region's column
+    chunks are shared out as soon as it is prepared, and at most ``2 threads``
+    regions are prepared at a time (their pixel tables in memory). Raises the first
+    error a task raised, once every task has stopped.
+    """
+    if threads == 1:
+        for job in jobs:
+            job.prepare()
+            for i in range(len(job.chunks)):
+                job.run_chunk(i)
+            job.finish()
+        return
+    slots = threading.Semaphore(2 * threads)
+    done = threading.Condition()
+    state = {"finished": 0, "error": None}
+
+    def region_done(exc=None):
+        slots.release()
+        with done:
+            state["finished"] += 1
+            if exc is not None and state["error"] is None:
+                state["error"] = exc
+            done.notify_all()
+
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+
+        # an error in a task is kept, and raised by the calling thread once every task
+        # has stopped; the region still counts as done, so that nothing waits for it
+        def chunk_task(job, i):
+            try:
+                last = job.run_chunk(i)
+            except Exception as exc:  # noqa: BLE001 - raised to the caller below
+                job.failed = exc
+                with job.lock:
+                    job.left -= 1
+                    last = job.left == 0
+            if not last:
+                return
+            if job.failed is None:
+                try:
+                    job.finish()
+                except Exception as exc:  # noqa: BLE001 - raised to the caller below
+                    job.failed = exc
+            region_done(job.failed)
+
+        def region_task(job):
+            try:
+                job.prepare()
+            except Exception as exc:  # noqa: BLE001 - raised to the caller below
+                region_done(exc)
+                return
+            for i in range(len(job.chunks)):
+                pool.submit(chunk_task, job, i)
+
+        for job in jobs:
+            slots.acquire()
+            if state["error"] is not None:
+                region_done()  # give the slot back and count the region as done
+                continue
+            pool.submit(region_task, job)
+        with done:
+            done.wait_for(lambda: state["finished"] == len(jobs))
+    if state["error"] is not None:
+        raise state["error"]
 
 
 @dataclass
@@ -1033,7 +1231,7 @@ def compiled_threads(maximum_cores):
         numba.set_num_threads(before)
 
 
-def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None):
+def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None, threads=None):
     """
     Fit the spline model of every column of the given regions (paper II.3).
 
@@ -1056,6 +1254,9 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None):
     labels : ndarray of int64, optional
         Region id shown in messages for each id of ``regions`` (the caller's ids when
         it renumbered them); default the ids themselves.
+    threads : int, optional
+        Threads that share out the regions' column chunks; default Numba's thread
+        count (`compiled_threads`). The result does not depend on it.
 
     Returns
     -------
@@ -1114,9 +1315,8 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None):
     j1 = np.searchsorted(near, geom.row1, side="right").astype(np.int64)
     counts = np.zeros((ids.size, 3), dtype=np.int64)
 
-    log.info(
-        "Fitting spline models for %d regions on %d thread(s)", ids.size, numba.get_num_threads()
-    )
+    threads = numba.get_num_threads() if threads is None else max(int(threads), 1)
+    log.info("Fitting spline models for %d regions on %d thread(s)", ids.size, threads)
     flux = np.ascontiguousarray(flux, dtype=np.float64)
     alpha_c = np.ascontiguousarray(alpha, dtype=np.float64)
     regions = np.ascontiguousarray(regions, dtype=np.int64)
@@ -1127,21 +1327,14 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None):
         region_setup(geom, k, nknots[k], min_good[k], j0[k], j1[k], params, same_grid)
         for k in range(ids.size)
     ]
-    penalty = np.zeros(ids.size)
-
-    def fit_one(k):
-        # the compiled kernel releases the GIL, so regions run in parallel threads;
-        # each writes only its own region's pixels
-        penalty[k] = _fit_region(flux, alpha_c, regions, alpha_os_c, near, setups[k],
-                                 spline_native, model_native, spline_os, counts[k])  # fmt: skip
-
-    threads = numba.get_num_threads()
-    if threads == 1 or ids.size == 1:
-        for k in range(ids.size):
-            fit_one(k)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(fit_one, range(ids.size)))
+    # on one thread a sweep is one chunk; on more, chunks of REFRESH_EVERY + 1 columns
+    refreshes = nx if threads == 1 else 1
+    arrays = (flux, alpha_c, regions, alpha_os_c, near)
+    outputs = (spline_native, model_native, spline_os)
+    jobs = [_RegionJob(k, setups[k], arrays, outputs, counts[k], refreshes)
+            for k in range(ids.size)]  # fmt: skip
+    _run_regions(jobs, threads)
+    penalty = np.array([job.rel for job in jobs])
     for k, rid in enumerate(ids.tolist()):
         log.debug(
             "Region %d: %d columns fitted, %d reused a previous fit, %d rejections",
