@@ -136,3 +136,22 @@ def test_flux_against_truth_and_jwst(ifu_run, scene):
     )
     assert linear.sum() > 0.5 * np.isfinite(ours.data).sum()
     np.testing.assert_allclose(ours.data[linear], theirs.data[linear], rtol=1e-5, atol=1e-7)
+
+
+def test_world_at_on_a_pixel_grid_equals_the_general_path(scene):
+    """The adapter searches only each slice's block of rows and columns when given a
+    pixel grid; any other coordinates go through the whole-array test. Both must
+    give the same alpha and wavelength at the same pixels, and NaN outside slices."""
+    from atm_step.modes.nirspec_ifu import NIRSpecIFUAdapter
+    from atm_step.simulate.to_datamodel import scene_to_ifu_model
+
+    adapter = NIRSpecIFUAdapter(scene_to_ifu_model(scene))
+    x, y = adapter.oversampled_pixels(N)
+    alpha, wave = adapter.world_at(x, y)
+    flat_alpha, flat_wave = adapter.world_at(x.ravel().copy(), y.ravel().copy())
+    assert np.array_equal(alpha.ravel(), flat_alpha, equal_nan=True)
+    assert np.array_equal(wave.ravel(), flat_wave, equal_nan=True)
+    # a real image: most pixels are in a slice, the gaps between slices are not
+    inside = np.isfinite(alpha)
+    assert 0.7 < inside.mean() < 0.99
+    assert np.array_equal(inside, np.isfinite(wave))
