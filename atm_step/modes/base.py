@@ -226,16 +226,18 @@ class ModeAdapter:
         Returns
         -------
         x, y : ndarray of float64, shape of the oversampled image (detector order)
-            Coordinates in the native (pre-oversampling) pixel frame of the model.
+            Coordinates in the native (pre-oversampling) pixel frame of the model:
+            read-only broadcast views of one row and one column (no memory per pixel).
         """
         ny, nx = self.native_shape
         if self.transposed:
+            rows = np.arange(ny, dtype=np.float64)
             cols = grid.oversampled_rows(nx, oversample)
-            y, x = np.meshgrid(np.arange(ny, dtype=np.float64), cols, indexing="ij")
         else:
             rows = grid.oversampled_rows(ny, oversample)
-            y, x = np.meshgrid(rows, np.arange(nx, dtype=np.float64), indexing="ij")
-        return x, y
+            cols = np.arange(nx, dtype=np.float64)
+        shape = (rows.size, cols.size)
+        return np.broadcast_to(cols[None, :], shape), np.broadcast_to(rows[:, None], shape)
 
     # --- mode-specific hooks -----------------------------------------------
     def native_alpha(self):

@@ -56,14 +56,28 @@ _DNU = dqflags.pixel["DO_NOT_USE"]
 _EST = dqflags.pixel["FLUX_ESTIMATED"]
 
 
-def _f32(arr):
-    """Cast to float32 for the file. Values beyond float32's range (e.g. the huge
-    placeholder variances of unflattened pixels, times the inflation X**2) become inf,
-    as they do in jwst's step; numpy's overflow warning for that is silenced."""
+def _f32(adapter, arr, scale=None):
+    """
+    A core-oriented float64 image as the file's float32 image in detector orientation,
+    times ``scale``: the product is formed in float64 and rounded once to float32, as
+    ``(arr * scale).astype(np.float32)``, but without that expression's two
+    full-size temporaries (a 2048 x 6144 float64 image is 100 MB of fresh memory).
+    Values beyond float32's range (e.g. the huge placeholder variances of unflattened
+    pixels, times the inflation X**2) become inf, as they do in jwst's step; numpy's
+    overflow warning for that is silenced.
+    """
     if arr is None:
         return None
+    src = np.asarray(arr)
+    if adapter.transposed:
+        src = src.T
+    out = np.empty(src.shape, dtype=np.float32)
     with np.errstate(over="ignore"):
-        return np.asarray(arr, dtype=np.float32)
+        if scale is None:
+            out[...] = src
+        else:
+            np.multiply(src, scale, out=out, casting="same_kind")
+    return out
 
 
 def flux_scale(adapter, oversample):
@@ -203,14 +217,14 @@ def apply_result(adapter, result, target=None):
     if n != 1 and adapter.data_unit() is None:
         log.warning("%s: SCI has no unit (BUNIT); treated as surface brightness, so the "
                     "oversampled flux is not divided by N=%g", adapter.name, n)
-    model.trace_model = _f32(adapter.from_core(result.trace) * scale)
+    model.trace_model = _f32(adapter, result.trace, scale)
     if n == 1:
         return 0
 
     absent = _unknown_uncertainties(adapter)
     _warn_finite_do_not_use(adapter)
     near = result.near_row
-    dq_c = adapter.to_core(source.dq)[near, :].astype(np.uint32)
+    dq_c = adapter.to_core(source.dq)[near, :].astype(np.uint32, copy=False)
     flux_c = result.flux
     # FLUX_ESTIMATED only where the model filled a missing (NaN) input pixel; a finite
     # pixel flagged DO_NOT_USE stays DO_NOT_USE (jwst re-flags it FLUX_ESTIMATED)
@@ -218,16 +232,18 @@ def apply_result(adapter, result, target=None):
     dq_c[estimated] &= ~np.uint32(_DNU)
     dq_c[estimated] |= np.uint32(_EST)
 
-    model.data = _f32(adapter.from_core(flux_c) * scale)
+    model.data = _f32(adapter, flux_c, scale)
     model.dq = adapter.from_core(dq_c)
     if result.err is not None:
-        model.err = _f32(adapter.from_core(result.err) * scale)
+        model.err = _f32(adapter, result.err, scale)
     for name, var in result.variances.items():
-        setattr(model, name, _f32(adapter.from_core(var) * scale**2))
-    model.wavelength = _f32(adapter.oversampled_wavelength(n))
+        setattr(model, name, _f32(adapter, var, scale**2))
+    model.wavelength = np.asarray(adapter.oversampled_wavelength(n), dtype=np.float32)
     regions = adapter.output_regions()
     if regions is not None:
-        model.regions = adapter.from_core(adapter.to_core(regions)[near, :]).astype(np.int32)
+        model.regions = adapter.from_core(adapter.to_core(regions)[near, :]).astype(
+            np.int32, copy=False
+        )
 
     adapter.update_wcs(n, target=model)
 
