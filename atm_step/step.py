@@ -281,6 +281,14 @@ class AdaptiveTraceModelStep(Step):
 
     def _process_model(self, model):
         """Process one datamodel; returns the new output model, with S_TRCMOD set."""
+        from atm_step.core.memory import no_huge_page_advice
+
+        # the oversampled images are gigabytes of fresh memory: see atm_step.core.memory
+        with no_huge_page_advice():
+            return self._process_model_body(model)
+
+    def _process_model_body(self, model):
+        """The work of `_process_model`."""
         from atm_step.modes import UnsupportedModelError, adapters_for, check_model
         from atm_step.modes.writeback import (
             DROPPED_ARRAYS,

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from atm_step.core import background, combine, errors, grid, linear, stats, trace_fit
+from atm_step.core.memory import no_huge_page_advice
 from atm_step.core.parameters import FitParameters, check_parameter
 
 __all__ = ["ATMResult", "adaptive_trace_model"]
@@ -283,7 +284,8 @@ def adaptive_trace_model(
         fit_threshold = 0.0
         slope_limit = 0.0
     regions, channel_groups, original_ids = _compact_ids(regions, channel_groups)
-    with trace_fit.compiled_threads(maximum_cores):
+    # no_huge_page_advice: the oversampled images are fresh memory (atm_step.core.memory)
+    with trace_fit.compiled_threads(maximum_cores), no_huge_page_advice():
         result = _model_image(
             flux, alpha, regions, err, variances, float(oversample), fit_threshold,
             slope_limit, pad, psf_optimal, alpha_os, channel_groups, params, original_ids,
