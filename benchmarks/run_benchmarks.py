@@ -284,6 +284,10 @@ def baseline_suite(rev, scene, N, workdir, repeats, rounds):
         "head": dict(env_extra={"PYTHONPATH": pythonpath(REPO)}),
         "head_off": dict(env_extra={"PYTHONPATH": pythonpath(REPO)},
                          tuning_if_present=dict(ACCURACY_ADDITIONS_OFF)),
+        # this tree with NumPy's huge-page advice kept on, as the baseline has it
+        # (a user's NUMPY_MADVISE_HUGEPAGE disables atm_step.core.memory's switch)
+        "head_advice": dict(env_extra={"PYTHONPATH": pythonpath(REPO),
+                                       "NUMPY_MADVISE_HUGEPAGE": "1"}),
     }
     out["worker_spec"] = {"kind": "ours_core", **common}
     runs = out["runs"] = {k: [] for k in codes}
@@ -299,7 +303,7 @@ def baseline_suite(rev, scene, N, workdir, repeats, rounds):
             log(f"    round {i + 1}: {name} {fmt_s(r['wall'])} s ({r['module']})")
     best = out["best"] = {k: min(v, key=lambda r: r["wall"]) for k, v in runs.items()}
     expect = {"baseline": path / "atm_step", "head": REPO / "atm_step",
-              "head_off": REPO / "atm_step"}
+              "head_off": REPO / "atm_step", "head_advice": REPO / "atm_step"}
     wrong = [f"{k} measured {best[k]['module']}" for k in best
              if Path(best[k]["module"]) != expect[k].resolve()]
     if wrong:
@@ -308,6 +312,7 @@ def baseline_suite(rev, scene, N, workdir, repeats, rounds):
         return out
     out["ratio"] = best["baseline"]["wall"] / best["head"]["wall"]
     out["ratio_off"] = best["baseline"]["wall"] / best["head_off"]["wall"]
+    out["ratio_advice"] = best["baseline"]["wall"] / best["head_advice"]["wall"]
     log(f"    core on 1 thread, N={N:g}: {commit} {fmt_s(best['baseline']['wall'])} s, "
         f"now {fmt_s(best['head']['wall'])} s ({out['ratio']:.2f}x), additions off "
         f"{fmt_s(best['head_off']['wall'])} s ({out['ratio_off']:.2f}x)")
@@ -352,6 +357,18 @@ def provenance(argv, allow_dirty):
                        f"{platform.system()} {platform.release()}, Python "
                        f"{platform.python_version()}; "
                        + ", ".join(f"{k} {v}" for k, v in versions.items()))
+    # memory settings that move the system time of the runs (see docs/batch.md)
+    thp = []
+    for name in ("enabled", "defrag"):
+        try:
+            text = Path(f"/sys/kernel/mm/transparent_hugepage/{name}").read_text().split()
+            thp.append(f"{name} " + next((w.strip("[]") for w in text if w.startswith("[")),
+                                         "?"))
+        except OSError:
+            pass
+    info["machine"] += ("; transparent huge pages: " + (", ".join(thp) or "unknown")
+                        + "; NUMPY_MADVISE_HUGEPAGE "
+                        + os.environ.get("NUMPY_MADVISE_HUGEPAGE", "not set"))
     try:
         info["load_start"] = os.getloadavg()
     except OSError:
@@ -595,6 +612,8 @@ def headline(results):
          GOALS["core_speedup_baseline"], ">=", fmt_x),
         (f"core on 1 thread, crowded N=3, accuracy additions off: speed-up over "
          f"{base_name}", get(base, "ratio_off"), None, None, fmt_x),
+        (f"core on 1 thread, crowded N=3, NumPy's huge-page advice on (as {base_name}): "
+         f"speed-up over {base_name}", get(base, "ratio_advice"), None, None, fmt_x),
         ("point source default, N=3 (arrays): speed-up", get(point3, "ratio"),
          GOALS["point_ratio"], ">=", fmt_x),
         ("first strun with an empty Numba cache: extra over a second run (s)",
@@ -718,13 +737,16 @@ def _baseline_section(results):
     cfg = results["config"]
     labels = {"baseline": f"{name} (before issue 12), its preset",
               "head": f"{results.get('commit', 'this tree')}, its preset",
-              "head_off": f"{results.get('commit', 'this tree')}, accuracy additions off"}
+              "head_off": f"{results.get('commit', 'this tree')}, accuracy additions off",
+              "head_advice": f"{results.get('commit', 'this tree')}, its preset, with "
+                             "NumPy's huge-page advice (`NUMPY_MADVISE_HUGEPAGE=1`)"}
     rows = []
-    for key in ("baseline", "head", "head_off"):
+    for key in [k for k in ("baseline", "head", "head_off", "head_advice") if k in b["best"]]:
         best = b["best"][key]
         rows.append([labels[key], fmt_s(best["wall"]),
                      fmt_x(b["best"]["baseline"]["wall"] / best["wall"]),
                      ", ".join(fmt_s(r["wall"]) for r in b["runs"][key]),
+                     fmt_s(best.get("user_cpu")), fmt_s(best.get("system_cpu")),
                      *stage_cells(best["stages"]), best["n_fitted"]])
     spec = json.dumps(b["worker_spec"])
     lines += [
@@ -734,15 +756,19 @@ def _baseline_section(results):
         "code runs with its own `FitParameters.nirspec_ifu('NRS1')` (what a user gets); "
         "the third row is this tree with the accuracy work added since switched off "
         f"({off}), so it separates the cost of that work from the speed of the code. "
-        f"The {b['rounds']} rounds alternate the three codes (each round: {name}, this "
-        "tree, additions off) in fresh processes, so load drift hits all alike; each "
+        "The fourth row is this tree with NumPy's huge-page advice left on, as the "
+        f"baseline has it: since {name} the step and the core switch it off while they "
+        "run (`atm_step.core.memory`), which changes system time (page faults), not the "
+        "computation; user and system CPU are those of the best run. "
+        f"The {b['rounds']} rounds alternate the codes (each round: {name}, this "
+        "tree, additions off, advice on) in fresh processes, so load drift hits all alike; each "
         f"figure is the best over the rounds, each run the best of {b['repeats']} after "
         f"a warm-up call. `{name}`'s `atm_step` is extracted by "
         f"`git archive {name} atm_step` into the work dir and put first on `PYTHONPATH`, "
         "with its own `NUMBA_CACHE_DIR`.",
         "",
         table(["code", "best (s)", f"speed-up over {name}", "per round (s)",
-               *STAGES, "fitted slices"], rows),
+               "user CPU (s)", "system CPU (s)", *STAGES, "fitted slices"], rows),
         "",
     ]
     notes = []

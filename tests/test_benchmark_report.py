@@ -31,6 +31,8 @@ def rb():
 def _run(wall, stages, tuning=None):
     return {
         "wall": wall,
+        "user_cpu": 0.7 * wall,
+        "system_cpu": 0.25 * wall,
         "stages": stages,
         "n_fitted": 30,
         "tuning_applied": tuning or {},
@@ -57,6 +59,7 @@ def _baseline(rb, wall_base, wall_head, wall_off):
         "baseline": [_run(wall_base + 0.5, {}), _run(wall_base, {"spline fits": 4.0})],
         "head": [_run(wall_head, {"spline fits": 2.0}), _run(wall_head + 0.1, {})],
         "head_off": [_run(wall_off, {"spline fits": 1.0}, off), _run(wall_off + 0.2, {}, off)],
+        "head_advice": [_run(wall_head + 1.0, {}), _run(wall_head + 0.5, {"spline fits": 2.0})],
     }
     best = {k: min(v, key=lambda r: r["wall"]) for k, v in runs.items()}
     return {
@@ -69,6 +72,7 @@ def _baseline(rb, wall_base, wall_head, wall_off):
         "best": best,
         "ratio": wall_base / wall_head,
         "ratio_off": wall_base / wall_off,
+        "ratio_advice": wall_base / (wall_head + 0.5),
         "worker_spec": {"kind": "ours_core", "oversample": 3.0},
     }
 
@@ -110,11 +114,16 @@ def test_report_section(rb, tmp_path):
     base = next(line for line in lines if line.startswith("| 30e6aa35e1 (before issue 12)"))
     head = next(line for line in lines if line.startswith("| abc1234567, its preset"))
     off = next(line for line in lines if line.startswith("| abc1234567, accuracy additions"))
-    # best, speed-up, per-round times, then the stage breakdown (spline fits third)
-    assert base.split(" | ")[1:5] == ["6.00", "1.0x", "6.50, 6.00", "0.000"]
-    assert base.split(" | ")[5] == "4.00"
-    assert head.split(" | ")[1:4] == ["3.00", "2.0x", "3.00, 3.10"]
+    advice = next(line for line in lines if line.startswith("| abc1234567, its preset, with"))
+    # best, speed-up, per-round times, user and system CPU of the best run, then the
+    # stage breakdown (spline fits third)
+    assert base.split(" | ")[1:7] == ["6.00", "1.0x", "6.50, 6.00", "4.20", "1.50", "0.000"]
+    assert base.split(" | ")[7] == "4.00"
+    assert head.split(" | ")[1:6] == ["3.00", "2.0x", "3.00, 3.10", "2.10", "0.750"]
     assert off.split(" | ")[1:4] == ["2.00", "3.0x", "2.00, 2.20"]
+    assert advice.split(" | ")[1:4] == ["3.50", "1.7x", "4.00, 3.50"]
+    assert "NUMPY_MADVISE_HUGEPAGE=1" in advice
+    assert "huge-page advice on (as 30e6aa35e1): speed-up over 30e6aa35e1 | 1.7x" in text
     assert "`penalty=0.0`, `scale_offset=False`" in text
     assert "git archive 30e6aa35e1 atm_step" in text
 
