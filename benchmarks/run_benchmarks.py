@@ -805,7 +805,10 @@ def _cores_section(rows):
             "bit on any number of threads. A slice's column norms, pixel table and GCV "
             "penalty (before its chunks) and the columns reusing an earlier chunk's fit "
             "(after them) stay serial within that slice, about a fifth of a slice's fit "
-            "on the crowded scene; the stages after the fits work on whole images.", ""]
+            "on the crowded scene; the stages after the fits work on whole images. With "
+            "one fitted slice the spline-fit stage is mostly `fit_regions`' set-up of "
+            "full-detector arrays (its output images), which does not scale with threads: "
+            "the chunks of one slice are a few tens of ms of it.", ""]
 
 
 def report(results, out_md, png):
