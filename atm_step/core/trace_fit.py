@@ -42,8 +42,8 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   `_sampled_range`, `_robust_fit`, `_model_column`, `_rescale_lost_columns`), with
   the region's scalars in one `RegionSetup`; the per-column loop is one compiled
   kernel (`_fit_columns`, one column chunk), and the Python driver `_RegionJob`
-  calls the per-region kernels one after the other. A kernel is compiled on its first use, together
-  with every kernel it calls: keeping the per-region kernels apart compiles each
+  calls the per-region kernels one after the other. A kernel is compiled on its
+  first use, together with every kernel it calls: keeping the per-region kernels apart compiles each
   once, and `_choose_penalty` (GCV) only when a call asks for it, which keeps the
   first, uncached run short. `atm_step.core.reference.reference_fit_region` is the
   same recipe in NumPy/scipy.
@@ -53,7 +53,7 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   each chunk starts where the serial loop rebuilds the window's sums anyway; the
   only state carried from one column to the next is the last fit, reused by
   columns that fail the sampling-gap test. A chunk's leading columns that need it
-  are modelled once every chunk of the region is done (`_finish_region`), from the
+  are modelled once every chunk of the region is done (`_RegionJob.finish`), from the
   last fit of the chunks before. The output is the same, bit for bit, on any
   number of threads. The compiled kernels release the GIL; a thread pool
   (``maximum_cores`` threads) runs the tasks (`_run_regions`). (A Numba ``prange``
@@ -1004,8 +1004,7 @@ class _RegionJob:
     thread, then `finish` (pending columns, lost columns).
     """
 
-    def __init__(self, k, cfg, arrays, outputs, counts, refreshes):
-        self.k = k
+    def __init__(self, cfg, arrays, outputs, counts, refreshes):
         self.cfg = cfg
         self.arrays = arrays  # flux, alpha, regions, alpha_os, near
         self.outputs = outputs  # out_native, out_norm, out_os
@@ -1058,9 +1057,10 @@ class _RegionJob:
         _fit_columns(*self.arrays, self.cfg, self.pen, self.lam, self.norm, self.ngood,
                      *self.table, work, start, stop, step, *self.outputs, self.col_scale,
                      res)  # fmt: skip
-        last = (work.prev.copy(), float(work.prev_range[0]), float(work.prev_range[1]))
-        self.results[i] = _ChunkResult(res[:3].copy(), work.pending[: res[3]].copy(),
-                                       last if res[4] else None)  # fmt: skip
+        last = None
+        if res[4]:
+            last = (work.prev.copy(), float(work.prev_range[0]), float(work.prev_range[1]))
+        self.results[i] = _ChunkResult(res[:3].copy(), work.pending[: res[3]].copy(), last)
         with self.lock:
             self.left -= 1
             return self.left == 0
@@ -1331,7 +1331,7 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None, 
     refreshes = nx if threads == 1 else 1
     arrays = (flux, alpha_c, regions, alpha_os_c, near)
     outputs = (spline_native, model_native, spline_os)
-    jobs = [_RegionJob(k, setups[k], arrays, outputs, counts[k], refreshes)
+    jobs = [_RegionJob(setups[k], arrays, outputs, counts[k], refreshes)
             for k in range(ids.size)]  # fmt: skip
     _run_regions(jobs, threads)
     penalty = np.array([job.rel for job in jobs])
