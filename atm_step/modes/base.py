@@ -198,11 +198,13 @@ class ModeAdapter:
         """Detector-oriented image -> core orientation (a view)."""
         return None if arr is None else (np.asarray(arr).T if self.transposed else np.asarray(arr))
 
-    def from_core(self, arr):
-        """Core-oriented image -> detector orientation (contiguous copy)."""
+    def from_core(self, arr, contiguous=True):
+        """Core-oriented image -> detector orientation: a contiguous copy, or with
+        ``contiguous=False`` a view (transposed where the modes' axes differ)."""
         if arr is None:
             return None
-        return np.ascontiguousarray(arr.T if self.transposed else arr)
+        out = arr.T if self.transposed else arr
+        return np.ascontiguousarray(out) if contiguous else out
 
     @property
     def native_shape(self):

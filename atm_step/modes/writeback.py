@@ -56,7 +56,7 @@ _DNU = dqflags.pixel["DO_NOT_USE"]
 _EST = dqflags.pixel["FLUX_ESTIMATED"]
 
 
-def _f32(adapter, arr, scale=None):
+def _f32(adapter, arr, scale):
     """
     A core-oriented float64 image as the file's float32 image in detector orientation,
     times ``scale``: the product is formed in float64 and rounded once to float32, as
@@ -66,17 +66,10 @@ def _f32(adapter, arr, scale=None):
     pixels, times the inflation X**2) become inf, as they do in jwst's step; numpy's
     overflow warning for that is silenced.
     """
-    if arr is None:
-        return None
-    src = np.asarray(arr)
-    if adapter.transposed:
-        src = src.T
+    src = adapter.from_core(np.asarray(arr), contiguous=False)
     out = np.empty(src.shape, dtype=np.float32)
     with np.errstate(over="ignore"):
-        if scale is None:
-            out[...] = src
-        else:
-            np.multiply(src, scale, out=out, casting="same_kind")
+        np.multiply(src, scale, out=out, casting="same_kind")
     return out
 
 
