@@ -67,16 +67,26 @@ def test_a_user_choice_is_left_alone(monkeypatch):
         assert not switched and _advice() is True
 
 
-def test_the_core_runs_without_the_advice(monkeypatch):
+def _advice_seen_by(monkeypatch, owner, name):
+    """Replace ``owner.name`` by a wrapper recording NumPy's advice at each call."""
     seen = []
-    original = trace_fit.fit_regions
+    original = getattr(owner, name)
 
     def spying(*args, **kwargs):
         seen.append(_advice())
         return original(*args, **kwargs)
 
-    monkeypatch.setattr(trace_fit, "fit_regions", spying)
-    s = make_scene("point_source", nx=120, ny=None, noise=0.01, seed=2)
+    monkeypatch.setattr(owner, name, spying)
+    return seen
+
+
+def _scene():
+    return make_scene("point_source", nx=120, ny=None, noise=0.01, seed=2)
+
+
+def test_the_core_runs_without_the_advice(monkeypatch):
+    seen = _advice_seen_by(monkeypatch, trace_fit, "fit_regions")
+    s = _scene()
     adaptive_trace_model(s.flux, s.alpha, s.regions, err=s.err, oversample=2.0,
                          fit_threshold=0.0, parameters=FitParameters(nknots=12, window=10))
     assert seen and not any(seen)
@@ -88,16 +98,8 @@ def test_the_step_writes_its_output_without_the_advice(monkeypatch):
     from atm_step.simulate.to_datamodel import scene_to_ifu_model
     from atm_step.step import AdaptiveTraceModelStep
 
-    seen = []
-    original = writeback.apply_result
-
-    def spying(*args, **kwargs):
-        seen.append(_advice())
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(writeback, "apply_result", spying)
-    s = make_scene("point_source", nx=120, ny=None, noise=0.01, seed=2)
-    out = AdaptiveTraceModelStep.call(scene_to_ifu_model(s), oversample=2)
+    seen = _advice_seen_by(monkeypatch, writeback, "apply_result")
+    out = AdaptiveTraceModelStep.call(scene_to_ifu_model(_scene()), oversample=2)
     assert seen == [False]
     assert _advice() is True
     assert out.meta.cal_step.adaptive_trace_model == "COMPLETE"
