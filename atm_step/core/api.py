@@ -5,7 +5,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from atm_step.core import background, combine, errors, grid, linear, stats, trace_fit
+from atm_step.core import background, combine, errors, grid, linear, precompile, stats, trace_fit
 from atm_step.core.memory import no_huge_page_advice
 from atm_step.core.parameters import FitParameters, check_parameter
 
@@ -284,12 +284,21 @@ def adaptive_trace_model(
         fit_threshold = 0.0
         slope_limit = 0.0
     regions, channel_groups, original_ids = _compact_ids(regions, channel_groups)
-    # no_huge_page_advice: the oversampled images are fresh memory (atm_step.core.memory)
-    with trace_fit.compiled_threads(maximum_cores), no_huge_page_advice():
-        result = _model_image(
-            flux, alpha, regions, err, variances, float(oversample), fit_threshold,
-            slope_limit, pad, psf_optimal, alpha_os, channel_groups, params, original_ids,
-        )  # fmt: skip
+    # a first run (empty Numba cache) shares its compilation with a helper process
+    helper = precompile.start(params, oversample=oversample, err=err, variances=variances,
+                              psf_optimal=psf_optimal, slope_limit=slope_limit,
+                              alpha_os=alpha_os)
+    try:
+        # no_huge_page_advice: the oversampled images are fresh memory (atm_step.core.memory)
+        with trace_fit.compiled_threads(maximum_cores), no_huge_page_advice():
+            result = _model_image(
+                flux, alpha, regions, err, variances, float(oversample), fit_threshold,
+                slope_limit, pad, psf_optimal, alpha_os, channel_groups, params, original_ids,
+                helper,
+            )  # fmt: skip
+    finally:
+        if helper is not None:
+            helper.close()
     if original_ids is not None:
         result.region_ids = original_ids[result.region_ids]
     return result
@@ -389,10 +398,11 @@ def _refit_without_background(fit, band, near_band, work, alpha, regions, alpha_
 
 def _model_image(
     flux, alpha, regions, err, variances, oversample, fit_threshold, slope_limit, pad,
-    psf_optimal, alpha_os, channel_groups, params, labels=None,
+    psf_optimal, alpha_os, channel_groups, params, labels=None, helper=None,
 ):  # fmt: skip
     """The body of `adaptive_trace_model`, on checked inputs; ``labels`` maps renumbered
-    region ids to the caller's, for messages."""
+    region ids to the caller's, for messages; ``helper`` is a running
+    `precompile.CompileHelper`, waited for once the spline kernels are compiled."""
     flux_in = flux
     # C-contiguous float64 at the boundary: one compiled specialisation per kernel
     flux = np.ascontiguousarray(flux, dtype=np.float64)
@@ -427,6 +437,8 @@ def _model_image(
     # II.3: spline model of every region over threshold, at native and oversampled rows
     fit = trace_fit.fit_regions(work, alpha, regions, region_ids[to_fit], alpha_os, near, params,
                                 labels=labels)
+    if helper is not None:
+        helper.join()  # the image-stage kernels, compiled by the helper, are in the cache
     # regions whose geometry cannot carry a spline (see fit_regions) are not fitted
     to_fit &= np.isin(region_ids, fit.geometry.ids)
     # extended emission under compact sources, then the trace model refitted without it

@@ -1,0 +1,134 @@
+"""A first run shares its compilation with a helper process (issue 12, goal 2).
+
+The helper (`atm_step.core.precompile`) compiles the image-stage kernels into the
+on-disk Numba cache while the caller compiles the spline fits; the caller then loads
+them from the cache. Shown in fresh processes on an empty cache of their own.
+"""
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import types
+
+import numpy as np
+import pytest
+from numba.core.dispatcher import Dispatcher
+
+from atm_step.core import FitParameters, adaptive_trace_model, bspline, precompile, trace_fit
+
+# The caller: a real call on a cold cache; prints the helper's log lines and which
+# modules' kernels this process compiled.
+_CALLER = textwrap.dedent("""
+    import json, logging
+    from numba.core import event
+    compiled = []
+    class Listener(event.Listener):
+        def on_start(self, ev): pass
+        def on_end(self, ev): compiled.append(ev.data["dispatcher"].py_func.__module__)
+    event.register("numba:compile", Listener())
+    messages = []
+    class Keep(logging.Handler):
+        def emit(self, record): messages.append(record.getMessage())
+    logging.getLogger("atm_step.core.precompile").addHandler(Keep())
+    logging.getLogger("atm_step.core.precompile").setLevel(logging.INFO)
+    from atm_step.core import FitParameters, adaptive_trace_model, precompile
+    flux, alpha, regions, err = precompile._synthetic_scene()
+    res = adaptive_trace_model(flux, alpha, regions, err=err, oversample=3, fit_threshold=0,
+                               parameters=FitParameters.nirspec_ifu("NRS1"))
+    print(json.dumps({"compiled": sorted(set(compiled)), "messages": messages,
+                      "fitted": int(res.n_fitted)}))
+""")
+
+
+def _run_caller(tmp_path, switch):
+    env = dict(os.environ, NUMBA_CACHE_DIR=str(tmp_path / "numba_cache"))
+    env[precompile.ENV_SWITCH] = switch
+    out = subprocess.run([sys.executable, "-c", _CALLER], env=env, capture_output=True,
+                         text=True, timeout=600, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_first_run_loads_the_image_stage_kernels_the_helper_compiled(tmp_path):
+    got = _run_caller(tmp_path, "1")
+    assert got["fitted"] == 2
+    assert any(m.startswith("compile helper done") for m in got["messages"]), got["messages"]
+    # the caller compiled the spline fits and nothing of the image stages
+    assert "atm_step.core.trace_fit" in got["compiled"]
+    for module in ("combine", "background"):
+        assert f"atm_step.core.{module}" not in got["compiled"], got
+
+
+def test_helper_is_started_only_on_a_cold_cache_and_once(monkeypatch):
+    started = []
+
+    class FakePopen:
+        pid = 1
+
+        def __init__(self, args, **kwargs):
+            started.append((args, kwargs["env"]))
+
+    monkeypatch.setattr(precompile.subprocess, "Popen", FakePopen)
+    monkeypatch.setattr(precompile, "_started", False)
+    monkeypatch.setattr(precompile, "_enabled", lambda: True)
+    kw = dict(oversample=2, err=None, variances={"var_rnoise": 0}, psf_optimal=False,
+              slope_limit=0.1, alpha_os=None)
+    monkeypatch.setattr(precompile, "image_stage_cache_is_cold", lambda: False)
+    assert precompile.start(FitParameters(), **kw) is None and started == []
+    monkeypatch.setattr(precompile, "image_stage_cache_is_cold", lambda: True)
+    helper = precompile.start(FitParameters.nirspec_ifu("NRS1"), **kw)
+    assert helper is not None and len(started) == 1
+    args, env = started[0]
+    spec = json.loads(args[-1])
+    assert spec["oversample"] == 2.0 and spec["variances"] == 1 and spec["err"] is False
+    assert FitParameters(**spec["parameters"]) == FitParameters.nirspec_ifu("NRS1")
+    assert env[precompile.ENV_SWITCH] == "0"  # a helper never starts a helper
+    assert precompile.start(FitParameters(), **kw) is None and len(started) == 1
+    helper._close_output()
+
+
+@pytest.mark.parametrize("value", ["0", "off", "False"])
+def test_switched_off_by_the_environment(monkeypatch, value):
+    monkeypatch.setenv(precompile.ENV_SWITCH, value)
+    assert not precompile._enabled()
+
+
+def test_a_failed_or_stuck_helper_is_only_waited_for(tmp_path):
+    def helper(code):
+        out = open(tmp_path / "out", "w+b")  # noqa: SIM115 - the helper owns it
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=out, stderr=subprocess.STDOUT)
+        return precompile.CompileHelper(proc, out, 0.0)
+
+    assert helper("raise SystemExit(3)").join() == 3
+    stuck = helper("import time; time.sleep(60)")
+    assert stuck.join(timeout=0.5) is None and stuck.process.poll() is not None
+
+
+def test_the_helpers_work_gives_a_model_of_its_scene(monkeypatch):
+    # the helper's scene and options make a real call: fitted slices, a band, and the
+    # same image as compiled fits give (the fits differ only in the fixed penalty);
+    # its spline fits run the kernels' Python forms, which compile nothing
+    kinds = []
+    run_regions = trace_fit._run_regions
+
+    def spy(*args):
+        kinds.append((type(trace_fit._fit_columns), type(bspline.basis)))
+        return run_regions(*args)
+
+    monkeypatch.setattr(trace_fit, "_run_regions", spy)
+    spec = {"parameters": dataclasses.asdict(FitParameters.nirspec_ifu("NRS1")), "oversample": 3.0,
+            "err": True, "variances": 0, "psf_optimal": False, "slope_limit": 0.1,
+            "alpha_os": False}
+    res = precompile.run_helper(spec)
+    helper_kinds = list(kinds)
+    flux, alpha, regions, err = precompile._synthetic_scene()
+    params = FitParameters.nirspec_ifu("NRS1").with_overrides(penalty=1e-3)
+    ref = adaptive_trace_model(flux, alpha, regions, err=err, oversample=3, fit_threshold=0,
+                               slope_limit=0.1, parameters=params)
+    assert helper_kinds and all(k == (types.FunctionType,) * 2 for k in helper_kinds)
+    assert isinstance(trace_fit._fit_columns, Dispatcher)  # restored afterwards
+    assert res.n_fitted == 2 and res.n_band_rows.max() > 0
+    np.testing.assert_allclose(res.flux, ref.flux, rtol=1e-9, atol=1e-9, equal_nan=True)
+
