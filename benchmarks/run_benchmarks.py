@@ -198,6 +198,10 @@ def jit_suite(scene, cold=True, miri=None, workdir=None):
                                        oversample=3.0, workdir=workdir)
             out["strun_warm"] = worker("strun_run", env_extra=env, impl="ours", path=miri,
                                        oversample=3.0, workdir=workdir)
+        with tempfile.TemporaryDirectory(prefix="atm_numba_cache_") as cache:
+            env = {"NUMBA_CACHE_DIR": cache, "ATM_STEP_COMPILE_HELPER": "0"}
+            out["strun_cold_no_helper"] = worker("strun_run", env_extra=env, impl="ours",
+                                                 path=miri, oversample=3.0, workdir=workdir)
     return out
 
 
@@ -977,7 +981,9 @@ def report(results, out_md, png):
                   "Core: a fresh process with an empty `NUMBA_CACHE_DIR` (cold), then a "
                   "second fresh process with the same cache (warm), each running the core "
                   "on a small crowded scene (all code paths: fits, oversampling, errors, "
-                  "variances). compile = first call - steady call.", "",
+                  "variances). compile = first call - steady call. With the empty cache "
+                  "the core starts its compile helper process (`atm_step.core.precompile`).",
+                  "",
                   table(["cache", "import atm_step.core (s)", "first call (s)",
                          "steady call (s)", "compile/load (s)", "process wall (s)"],
                         core_rows), ""]
@@ -986,7 +992,14 @@ def report(results, out_md, png):
                       "file at N = 3 with an empty Numba cache, then a second one on the "
                       f"filled cache: {fmt_s(jit['strun_cold']['wall'])} s and "
                       f"{fmt_s(jit['strun_warm']['wall'])} s, so the first run costs "
-                      f"**{fmt_s(first_run_extra(jit))} s** more.", ""]
+                      f"**{fmt_s(first_run_extra(jit))} s** more."
+                      + (" Without the helper process that compiles the image-stage kernels "
+                         "in parallel on a first run (`atm_step.core.precompile`, "
+                         "`ATM_STEP_COMPILE_HELPER=0`), the first `strun` took "
+                         f"{fmt_s(jit['strun_cold_no_helper']['wall'])} s, "
+                         f"{fmt_s(jit['strun_cold_no_helper']['wall'] - jit['strun_warm']['wall'])}"
+                         " s more than the warm one."
+                         if "strun_cold_no_helper" in jit else ""), ""]
     lines += ["## Method", "",
               "- `benchmarks/run_benchmarks.py` drives; `benchmarks/workers.py` measures, "
               "one process per implementation and configuration, so neither pollutes "

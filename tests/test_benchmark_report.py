@@ -162,3 +162,17 @@ def test_stage_wrappers_tolerate_a_missing_function(monkeypatch):
     assert [(o, n) for o, n, _ in timer._undo] == wrapped
     monkeypatch.undo()
     assert all(getattr(o, n) is f for o, n, f in timer._undo)
+
+
+def test_first_run_section_with_and_without_the_compile_helper(rb, tmp_path):
+    out = tmp_path / "performance.md"
+    core = {"import": 1.0, "first": 12.0, "steady": 1.0, "compile": 11.0, "process_wall": 14.0}
+    results = {**_results(None), "jit": {
+        "cold": core, "warm": {**core, "first": 1.5, "compile": 0.5},
+        "strun_cold": {"wall": 19.0}, "strun_warm": {"wall": 8.5},
+        "strun_cold_no_helper": {"wall": 24.0}}}
+    rb.report(results, out, tmp_path / "x.png")
+    text = out.read_text()
+    assert "19.00 s and 8.50 s, so the first run costs **10.50 s** more" in text
+    assert "the first `strun` took 24.00 s, 15.50 s more than the warm one" in text
+    assert "first strun with an empty Numba cache: extra over a second run (s) | 10.50" in text
