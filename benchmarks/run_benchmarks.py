@@ -181,7 +181,8 @@ def jit_suite(scene, cold=True, miri=None, workdir=None):
     """Cold: a fresh process on an empty NUMBA_CACHE_DIR; warm: a second one on it.
 
     Core level (``jit_start`` on a small scene, every kernel) and, given ``miri``, a
-    user's first ``strun`` of the MIRI MRS file at N = 3 against a second one. The
+    user's first ``strun`` of the MIRI MRS file at N = 3 against a second one, and a
+    first one with the compile helper off (``ATM_STEP_COMPILE_HELPER=0``). The
     quick mode measures the core's warm start only, on the package's own cache.
     """
     if not cold:

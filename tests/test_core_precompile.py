@@ -61,7 +61,7 @@ def test_first_run_loads_the_image_stage_kernels_the_helper_compiled(tmp_path):
         assert f"atm_step.core.{module}" not in got["compiled"], got
 
 
-def test_helper_is_started_only_on_a_cold_cache_and_once(monkeypatch):
+def test_helper_is_decided_once_and_started_only_on_a_cold_cache(monkeypatch):
     started = []
 
     class FakePopen:
@@ -71,12 +71,16 @@ def test_helper_is_started_only_on_a_cold_cache_and_once(monkeypatch):
             started.append((args, kwargs["env"]))
 
     monkeypatch.setattr(precompile.subprocess, "Popen", FakePopen)
-    monkeypatch.setattr(precompile, "_started", False)
+    monkeypatch.setattr(precompile, "_decided", False)
     monkeypatch.setattr(precompile, "_enabled", lambda: True)
     kw = dict(oversample=2, err=None, variances={"var_rnoise": 0}, psf_optimal=False,
               slope_limit=0.1, alpha_os=None)
-    monkeypatch.setattr(precompile, "image_stage_cache_is_cold", lambda: False)
+    looked = []
+    monkeypatch.setattr(precompile, "image_stage_cache_is_cold", lambda: looked.append(1))
     assert precompile.start(FitParameters(), **kw) is None and started == []
+    # a warm cache is looked at once: later calls in the process do not read it again
+    assert precompile.start(FitParameters(), **kw) is None and looked == [1]
+    monkeypatch.setattr(precompile, "_decided", False)
     monkeypatch.setattr(precompile, "image_stage_cache_is_cold", lambda: True)
     helper = precompile.start(FitParameters.nirspec_ifu("NRS1"), **kw)
     assert helper is not None and len(started) == 1

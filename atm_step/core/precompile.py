@@ -19,7 +19,8 @@ shared but the cache: a helper that fails or is slow costs the caller nothing bu
 wait, which is bounded, after which the caller compiles what is missing itself.
 
 Off with ``ATM_STEP_COMPILE_HELPER=0``, and never started on one CPU, with Numba's JIT
-disabled, or when the cache already holds the image-stage kernels. Run as
+disabled, when the cache already holds the image-stage kernels, or after a process's
+first call. Run as
 ``python -m atm_step.core.precompile SPEC`` (the helper's entry point; ``SPEC`` is
 JSON, see `start`).
 """
@@ -49,7 +50,8 @@ ENV_SWITCH = "ATM_STEP_COMPILE_HELPER"
 JOIN_TIMEOUT = 300.0
 
 _lock = threading.Lock()
-_started = False
+#: set by the first call in a process: whether to start a helper is decided once
+_decided = False
 
 
 def _enabled():
@@ -162,8 +164,9 @@ class CompileHelper:
 
 def start(params, *, oversample, err, variances, psf_optimal, slope_limit, alpha_os):
     """
-    Start the helper process if this is a first run: the cache is cold, the helper is
-    enabled, and no helper was started in this process before.
+    Start the helper process if this is a first run: the cache is cold and the helper
+    is enabled. Decided once per process, at its first call (later calls find the
+    kernels in memory or in the cache).
 
     Parameters
     ----------
@@ -185,11 +188,13 @@ def start(params, *, oversample, err, variances, psf_optimal, slope_limit, alpha
     CompileHelper or None
         None when no helper is started (see the module's notes); never raises.
     """
-    global _started
+    global _decided
     with _lock:
-        if _started or not _enabled() or not image_stage_cache_is_cold():
+        if _decided:
             return None
-        _started = True
+        _decided = True
+        if not _enabled() or not image_stage_cache_is_cold():
+            return None
     spec = {
         "parameters": dataclasses.asdict(params),
         "oversample": float(oversample),
