@@ -53,6 +53,9 @@ def _parser():
     p.add_argument("--only-miri-matrix", action="store_true",
                    help="run only the MIRI ch3/ch4 matrix (point, nebula, binary; with and without blur; "
                    "common spaxel mask) and write <out>/validation_miri.md (section 6b)")
+    p.add_argument("--only-miri-ch12", action="store_true",
+                   help="run only MIRI MRS channels 1 and 2 (band 12A; ours, jwst and the ideal-oversampling "
+                   "floor, N = 2 and 3) and write <out>/validation_miri_ch12.md (section 6c)")
     p.add_argument("--no-miri", action="store_true", help="skip the MIRI MRS section")
     p.add_argument("-v", "--verbose", action="store_true")
     return p
@@ -123,6 +126,20 @@ def main(argv=None):
             res = MM.run_matrix(report._default_data_dir(), tmp, cache=not args.no_cache)
         path = MM.write_report(args.out, res, command.strip())
         print(MM.render_markdown(res))
+        print(f"wrote {path} in {res['seconds']:.0f} s")
+        return 0
+    if args.only_miri_ch12:
+        import tempfile
+        import time
+
+        from atm_step.validation import miri as V
+
+        t0 = time.perf_counter()
+        with tempfile.TemporaryDirectory(prefix="atm_miri_ch12_") as tmp:
+            res = V.point_source_metrics(report._default_data_dir(), tmp, V.CH12_CONFIG)
+        res["seconds"] = time.perf_counter() - t0
+        path = V.write_ch12_report(args.out, res, command.strip())
+        print(V.render_ch12_markdown(res))
         print(f"wrote {path} in {res['seconds']:.0f} s")
         return 0
     if args.only_miri:

@@ -15,7 +15,7 @@ log = logging.getLogger(__name__)
 
 
 _GENERATED = ("docs/validation.md", "docs/validation.json", "docs/figures", "docs/validation_miri.md",
-              "docs/validation_miri.json")
+              "docs/validation_miri.json", "docs/validation_miri_ch12.md", "docs/validation_miri_ch12.json")
 
 
 def commit_stamp(command):
