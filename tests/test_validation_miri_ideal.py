@@ -69,3 +69,33 @@ def test_ideal_needs_an_oversampled_image(ch1_images):
     native, _, _ = ch1_images
     with pytest.raises(ValueError, match="not an oversampled image"):
         V.ideal_oversampled_image(native)
+
+
+def _row(ch, method, n, noisy, nf=None):
+    return {"channel": ch, "method": method, "N": n, "half_amp": noisy, "half_amp_noisefree": nf,
+            "ap_vs_standard": None if method.startswith("ideal") else 1.0,
+            "snr_reported": None if method.startswith("ideal") else 500.0, "seconds": 1.0}
+
+
+def test_channel12_report_floors_and_seed_means():
+    """The report puts each step's floors beside it and averages the seeds (numbers made
+    up here, so every ratio is known)."""
+    cfg = V.MiriConfig(band="12A", channels={"1": (5.3, 5.6)}, oversamples=(3,),
+                       jwst_oversamples=(3,), ideal_oversamples=(3,)).as_dict()
+
+    def run(seed, ours, jwst):
+        rows = [_row("1", "standard", 1, 0.20, 0.20), _row("1", "ours", 3, ours, 0.02),
+                _row("1", "jwst", 3, jwst, 0.03), _row("1", "ideal", 3, None, 0.016),
+                _row("1", "ideal+ours noise", 3, 0.05), _row("1", "ideal+jwst noise", 3, 0.07)]
+        return {"rows": rows, "config": cfg, "seed": seed, "peak_snr": 430.0,
+                "channels": {"1": {"spaxel_arcsec": 0.13, "noise_floor": 0.015}}}
+
+    text = V.render_ch12_markdown({"runs": [run(1, 0.06, 0.08), run(2, 0.06, 0.07)],
+                                   "seeds": [1, 2], "seconds": 10.0})
+    table = [line for line in text.splitlines() if line.startswith("| 1 | ours | 3 |")]
+    # noisy 6%, floor 5% (1.20), noise-free 2% against the ideal 1.6% (1.25), 0.75 / 0.67 of jwst
+    assert table == ["| 1 | ours | 3 | 6.00% | 5.00% | 1.20 | 2.00% | 1.60% | 1.25 | 0.75 | 0.67 | "
+                     "1.0000 | 500 |"]
+    assert not any(line.startswith("| 1 | ideal") for line in text.splitlines())
+    # seed means: ours 6%, jwst 7.5%, ratio 0.80
+    assert "| 1 | 3 | jwst | 8.00% | 7.00% | 7.50% | 7.00% | 0.80 |" in text

@@ -23,6 +23,7 @@ import json
 import logging
 import os
 import sys
+from dataclasses import replace
 
 
 def _parser():
@@ -39,6 +40,9 @@ def _parser():
     sub.add_argument("--fwhm", action="append", type=float, metavar="PX", help="PSF FWHM in native pixels (repeatable)")
     sub.add_argument("--snr", action="append", type=float, metavar="S", help="peak SNR (repeatable; default per scene)")
     sub.add_argument("--n", action="append", type=int, choices=(2, 3), help="oversampling factor (repeatable)")
+    sub.add_argument("--seed", type=int, default=None, metavar="S",
+                     help="noise seed of the scenes (default: the grid's, 1); jwst's cubes of a new seed are "
+                     "computed, not cached")
     sub.add_argument("--json", metavar="FILE", help="also write the subset's numbers as JSON")
     p.add_argument("--no-jwst", action="store_true", help="leave jwst out of the grid")
     p.add_argument("--jwst-cached-only", action="store_true",
@@ -103,9 +107,14 @@ def main(argv=None):
 
     jwst_kw = {"jwst": not args.no_jwst, "jwst_compute": not args.jwst_cached_only, "cache": not args.no_cache}
     command = "python -m atm_step.validation " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.seed is not None and not (args.quick or args.scene or args.fwhm or args.snr or args.n):
+        print("error: --seed applies to grid subsets (--quick, --scene, --fwhm, --snr, --n); the report "
+              "is made with the grid's own seed", file=sys.stderr)
+        return 2
     if args.quick or args.scene or args.fwhm or args.snr or args.n:
         cases = _subset_cases(args)
-        res = G.run_grid(cases, oversamples=args.n, **jwst_kw)
+        cfg = G.DEFAULT_GRID if args.seed is None else replace(G.DEFAULT_GRID, seed=args.seed)
+        res = G.run_grid(cases, cfg, oversamples=args.n, **jwst_kw)
         res["stamp"] = report.commit_stamp(command.strip())
         print(G.format_table(res))
         print(f"{len(cases)} case(s) in {res['seconds']:.0f} s (ours {sum(c['ours_seconds'] for c in res['cases']):.0f} s)")

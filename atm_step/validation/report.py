@@ -459,4 +459,7 @@ def _render_miri(m, w):
           f"{x['ap_total_vs_standard']:.4f} | {x['seconds']:.1f} |")
     w(f"\nMIRI section run time {m['seconds']:.0f} s (steps, pixel_replace and cube_build, noisy and noise-free).\n")
     w("Channels 3 and 4, point source / nebula / binary, with and without blur, on a common spaxel mask: "
-      "[validation_miri.md](validation_miri.md) (section 6b, `python -m atm_step.validation --only-miri-matrix`).\n")
+      "[validation_miri.md](validation_miri.md) (section 6b, `python -m atm_step.validation --only-miri-matrix`). "
+      "Channels 1 and 2 (band 12A, the sharpest PSF), against jwst and the ideal-oversampling floor, noisy over "
+      "three noise seeds: [validation_miri_ch12.md](validation_miri_ch12.md) (section 6c, "
+      "`python -m atm_step.validation --only-miri-ch12`).\n")
