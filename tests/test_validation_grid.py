@@ -205,3 +205,18 @@ def test_seed_option_changes_only_the_noise(capsys):
     assert _parser().parse_args(["--quick", "--seed", "2"]).seed == 2
     assert main(["--seed", "2"]) == 2  # the report is made with the grid's own seed
     assert "--seed applies to grid subsets" in capsys.readouterr().err
+
+
+def test_noisy_floor_is_the_ideal_plus_our_own_noise(pinned):
+    """``ours_floor``: the ideal cube plus ours' own noise. On this bright isolated star
+    ours is at that floor (the model adds little once noise is in), and the floor sits
+    well above the noise-free ideal (the noise, not the model, sets the noisy figure)."""
+    for n in (2, 3):
+        noisy, clean = pinned[("noisy", n)], pinned[("noise-free", n)]
+        assert clean["ours_floor"] is None
+        print(n, noisy["ours"], noisy["ours_floor"], noisy["ideal"])
+        assert noisy["ours_floor"] > 1.5 * noisy["ideal"]
+        assert abs(noisy["ours"] / noisy["ours_floor"] - 1) < 0.1
+    # the floor is not ours' own figure: with the model's error removed it is lower where
+    # the model's noise-free error is large (N=2 here: ours 1.1x the ideal, noise-free)
+    assert pinned[("noisy", 3)]["ours_floor"] != pinned[("noisy", 3)]["ours"]

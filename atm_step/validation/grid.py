@@ -570,6 +570,12 @@ def measure_case(case, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=
                     row[f"{m}_line"] = None
                 row[f"{m}_noise"] = scatter((m, n)) / s1 if variant == "noisy" else None
                 row[f"{m}_snr"] = float(np.nanmedian(a[0] / a[1])) / snr1 if variant == "noisy" else None
+                # the noisy floor of this method: the ideal cube plus the method's own noise
+                # (its noisy cube minus its noise-free one; the drizzle is linear)
+                row[f"{m}_floor"] = None
+                own_nf = cubes.get(("noise-free", m, n))
+                if variant == "noisy" and own_nf is not None:
+                    row[f"{m}_floor"] = _half_amp_vs_truth(ideal[n] + (c[0] - own_nf[0]), truth, spax)
             row["standard"] = _half_amp_vs_truth(cubes[(variant, "standard", 1)][0], truth, spax)
             row["goals"] = _goals(row)
             rows.append(row)
@@ -628,7 +634,9 @@ def run_grid(cases, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=Tru
     Each row: ``recipe, fwhm, snr, variant ('noisy'/'noise-free'), N``; artifact
     half-amplitudes ``ours, jwst, ideal, standard`` (fractions); ``<m>_ap`` 1" box
     flux / standard, ``<m>_total`` field flux / standard (``ideal_ap``, ``ideal_total``); ``<m>_line`` nebula line flux / truth; ``<m>_noise`` aperture
-    true scatter / N=1's; ``<m>_snr`` reported aperture SNR / N=1's; ``goals``.
+    true scatter / N=1's; ``<m>_snr`` reported aperture SNR / N=1's; ``<m>_floor``
+    (noisy rows) half-amplitude of the ideal cube plus the method's own noise (its
+    noisy cube minus its noise-free cube); ``goals``.
     """
     if oversamples:
         cfg = replace(cfg, oversamples=tuple(int(n) for n in oversamples))
@@ -669,19 +677,22 @@ def format_table(result, markdown=False):
     The grid as a text (or Markdown) table, one line per case, input variant and N.
 
     Columns: scene, FWHM (px), peak SNR, noisy / noise-free, N; artifact
-    half-amplitude (%) of ours / jwst / ideal; ours' aperture flux / standard, line
-    flux / truth, noise and SNR ratios to N=1; noise floor (%, the measure on truth +
-    the standard cube's noise); goals passed (``ok``) or failed (``FAIL``).
+    half-amplitude (%) of ours / jwst / ideal; noise floor (%, the measure on truth +
+    the standard cube's noise); ours' floor (%, noisy rows: the ideal cube plus ours'
+    own noise, what a perfect trace model passing the same noise would give); ours /
+    jwst, ours / ideal; ours' aperture flux / standard, line flux / truth, noise and
+    SNR ratios to N=1; goals passed (``ok``) or failed (``FAIL``).
     """
-    head = ["scene", "FWHM", "SNR", "input", "N", "ours %", "jwst %", "ideal %", "noise %", "ours/jwst", "ours/ideal",
-            "ap/std", "ideal ap", "tot/std", "line/truth", "noise/N1", "SNR/N1", "goals"]
+    head = ["scene", "FWHM", "SNR", "input", "N", "ours %", "jwst %", "ideal %", "noise %", "ideal+own noise %",
+            "ours/jwst", "ours/ideal", "ap/std", "ideal ap", "tot/std", "line/truth", "noise/N1", "SNR/N1", "goals"]
     lines = []
     for r in result["rows"]:
         g = " ".join(f"{k}:{'ok' if v else 'FAIL'}" for k, v in r["goals"].items())
         oj = r["ours"] / r["jwst"] if r["ours"] is not None and r["jwst"] else None
         oi = r["ours"] / r["ideal"] if r["ours"] is not None and r["ideal"] else None
         lines.append([r["recipe"], f"{r['fwhm']:g}", f"{r['snr']:g}", r["variant"], str(r["N"]), _p(r["ours"]),
-                      _p(r["jwst"]), _p(r["ideal"]), _p(r["noise_floor"]), _r(oj, 2), _r(oi, 2), _r(r["ours_ap"]), _r(r["ideal_ap"]),
+                      _p(r["jwst"]), _p(r["ideal"]), _p(r["noise_floor"]), _p(r.get("ours_floor")), _r(oj, 2), _r(oi, 2),
+                      _r(r["ours_ap"]), _r(r["ideal_ap"]),
                       _r(r["ours_total"]), _r(r["ours_line"]),
                       _r(r["ours_noise"], 3), _r(r["ours_snr"], 3), g])
     summ = ", ".join(f"{g} {p}/{n}" for g, (p, n) in result["summary"].items())
@@ -690,7 +701,7 @@ def format_table(result, markdown=False):
         out += ["| " + " | ".join(x) + " |" for x in lines]
         return "\n".join(out) + f"\n\nGoals passed: {summ}.\n"
     widths = [max(len(h), *(len(x[i]) for x in lines)) if lines else len(h) for i, h in enumerate(head)]
-    fmt = "  ".join(f"{{:<{w}}}" if i in (0, 3, 17) else f"{{:>{w}}}" for i, w in enumerate(widths))
+    fmt = "  ".join(f"{{:<{w}}}" if i in (0, 3, len(head) - 1) else f"{{:>{w}}}" for i, w in enumerate(widths))
     out = [fmt.format(*head)] + [fmt.format(*x) for x in lines]
     return "\n".join(out) + f"\n\ngoals passed: {summ}\n"
 
@@ -775,4 +786,14 @@ def render_markdown(result, w):
                     f"{r['recipe']} {r['fwhm']:g} px SNR {r['snr']:g}" + (f" N={r['N']}" if per_n else "")
                     for r in rows) + ".")
         w("")
+        miss = [r for r in fails.get("jwst_n3", []) if r.get("ours_floor") is not None]
+        if miss:
+            near = sum(r["ours"] <= 1.1 * r["ours_floor"] for r in miss)
+            below = sum(0.8 * r["jwst"] < r["ours_floor"] for r in miss)
+            below_ideal = sum(0.8 * r["jwst"] < r["ideal"] for r in miss)
+            w(f"Of the {len(miss)} noisy N=3 rows above 0.8 x jwst: ours is within 10% of its own floor (column "
+              f"`ideal+own noise %`: the ideal cube plus ours' own noise, what a perfect trace model passing the "
+              f"same noise would give) in {near}; that floor is itself above 0.8 x jwst in {below}, where only "
+              f"passing less noise, not a better model, could meet the goal; and 0.8 x jwst is below even the "
+              f"noise-free ideal floor in {below_ideal}.\n")
     w(f"Grid run time {result['seconds']:.0f} s.\n")
