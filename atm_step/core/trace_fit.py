@@ -43,9 +43,9 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   the region's scalars in one `RegionSetup`; the per-column loop is one compiled
   kernel (`_fit_columns`, one column chunk), and the Python driver `_RegionJob`
   calls the per-region kernels one after the other. A kernel is compiled on its
-  first use, together with every kernel it calls: keeping the per-region kernels apart compiles each
-  once, and `_choose_penalty` (GCV) only when a call asks for it, which keeps the
-  first, uncached run short. `atm_step.core.reference.reference_fit_region` is the
+  first use, together with every kernel it calls: keeping the per-region kernels
+  apart compiles each once, and `_choose_penalty` (GCV) only when a call asks for
+  it, which keeps the first, uncached run short. `atm_step.core.reference.reference_fit_region` is the
   same recipe in NumPy/scipy.
 - Threads share out column chunks, not only regions, so that one exposure with one
   bright slice, or a single slit, also runs on every core. The column loop of a
