@@ -9,10 +9,16 @@ Subsets (print the grid table; write nothing unless --json is given):
     python -m atm_step.validation --quick
     python -m atm_step.validation --scene binary --fwhm 1 --n 3
     python -m atm_step.validation --scene isolated --fwhm 2 --snr 100 --no-jwst
+    python -m atm_step.validation --scene binary --fwhm 1 --seed 2   # another noise realisation
 
 MIRI MRS channels 3/4 matrix (writes <out>/validation_miri.md and .json only):
 
     python -m atm_step.validation --only-miri-matrix --out docs
+
+MIRI MRS channels 1/2 (band 12A) against jwst and the ideal floors, three noise seeds
+(writes <out>/validation_miri_ch12.md and .json only):
+
+    python -m atm_step.validation --only-miri-ch12 --out docs
 
 jwst results are cached in $ATM_STEP_VALIDATION_CACHE (default
 ~/.cache/atm-step-validation), so re-runs only pay for atm-step.
