@@ -363,50 +363,47 @@ def inject_point_source(
 
     ny, nx = model.data.shape
     det2ab = model.meta.wcs.get_transform("detector", "alpha_beta")
-    truth = point_source_truth(det2ab, (ny, nx), alpha0=alpha0, beta0=beta0, flux=flux,
-                               background=background, nsub=nsub)  # fmt: skip
+    y, x = np.mgrid[:ny, :nx].astype(np.float64)
+    truth = point_source_truth(lambda dx: det2ab(x + dx, y), alpha0=alpha0, beta0=beta0,
+                               flux=flux, background=background, nsub=nsub)  # fmt: skip
     rng = np.random.default_rng(seed)
     data = truth + noise * rng.normal(0.0, 1.0, (ny, nx)) * np.asarray(model.err)
     _set_data(model, data, ~np.isfinite(data))
     return model
 
 
-def point_source_truth(det2ab, shape, *, alpha0=0.0, beta0=0.0, flux=None, background=0.05,
-                       nsub=5):  # fmt: skip
+def point_source_truth(sample, *, alpha0=0.0, beta0=0.0, flux=None, background=0.05, nsub=5):
     """
     Noise-free surface brightness of the injected point source, pixel by pixel.
 
     Each pixel's value is the mean of the Airy profile at ``nsub`` sub-positions
-    spread over the pixel along x (the along-slice direction of MIRI MRS), mapped
-    through ``det2ab``; across the slice the profile is taken at the slice centre's
-    ``beta``.
+    spread over one native pixel width along x (the along-slice direction of MIRI
+    MRS); across the slice the profile is taken at the slice centre's ``beta``. The
+    native image (:func:`inject_point_source`) and the ideal oversampled one
+    (:func:`ideal_oversampled_image`) differ only in ``sample``.
 
     Parameters
     ----------
-    det2ab : callable
-        ``(x, y) -> (alpha, beta, wavelength)`` in arcsec, arcsec, um (the model's
-        ``detector -> alpha_beta`` transform).
-    shape : tuple of int
-        ``(ny, nx)`` of the image.
+    sample : callable
+        ``sample(dx) -> (alpha, beta, wavelength)``, arrays of the image's shape in
+        arcsec, arcsec, um: the sky position of each pixel's sub-position offset by
+        ``dx`` native pixels (``-0.5 < dx < 0.5``) along x.
     alpha0, beta0, flux, background, nsub
         As for :func:`inject_point_source`.
 
     Returns
     -------
-    ndarray of float64, shape ``shape``
-        MJy/sr; NaN outside every slice.
+    ndarray of float64
+        MJy/sr; NaN outside every slice. The peak brightness is taken at the first
+        sub-position's wavelength.
     """
-    ny, nx = shape
-    y, x = np.mgrid[:ny, :nx].astype(np.float64)
-    prof = np.zeros((ny, nx))
+    prof = 0.0
     wave = None
     for k in range(nsub):
-        dx = (k + 0.5) / nsub - 0.5
-        alpha, beta, lam = det2ab(x + dx, y)
+        alpha, beta, lam = sample((k + 0.5) / nsub - 0.5)
         if wave is None:
             wave = lam
-        r = np.hypot(alpha - alpha0, beta - beta0)
-        prof += airy_pixel_integrated(r, lam)
+        prof = prof + airy_pixel_integrated(np.hypot(alpha - alpha0, beta - beta0), lam)
     prof /= nsub
     peak = 10.0 * (wave / 20.0) ** -1 if flux is None else flux(wave)
     return peak * prof + background
@@ -460,13 +457,8 @@ def ideal_oversampled_image(oversampled, *, alpha0=0.0, beta0=0.0, flux=None, ba
     parent = np.round(xd)  # the nearest native pixel, whose slice the window keeps
     alpha, beta, wave = det2ab(xd, yd)
     dadx = (det2ab(parent + 0.25, yd)[0] - det2ab(parent - 0.25, yd)[0]) / 0.5
-    prof = np.zeros((ny, nx))
-    for k in range(nsub):
-        dx = (k + 0.5) / nsub - 0.5
-        prof += airy_pixel_integrated(np.hypot(alpha + dx * dadx - alpha0, beta - beta0), wave)
-    prof /= nsub
-    peak = 10.0 * (wave / 20.0) ** -1 if flux is None else flux(wave)
-    truth = peak * prof + background
+    truth = point_source_truth(lambda dx: (alpha + dx * dadx, beta, wave), alpha0=alpha0,
+                               beta0=beta0, flux=flux, background=background, nsub=nsub)  # fmt: skip
     truth[~np.isfinite(np.asarray(oversampled.data))] = np.nan
     out = oversampled.copy()
     out.data = truth.astype(np.float32)
