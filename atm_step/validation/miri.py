@@ -746,19 +746,23 @@ def point_source_metrics(data_dir, workdir, cfg=DEFAULT_CONFIG):
                for n in cfg.ideal_oversamples if n in ns])  # fmt: skip
     cubes, seconds = {}, {}
     grids, spaxel = {}, {}
-    kept, ideal_images = {}, {}  # SCI of each step at the ideal's N; the ideal images
+    # at the ideal's N: each step's SCI, our noise-free output (layout and WCS of the
+    # ideal image), the ideal images
+    kept, ours_noisefree, ideal_images = {}, {}, {}
     for method, n, overrides in runs:
         for name in scenes:
             if method == "ideal":
                 if name == "noisy":  # the floor is noise-free only
                     continue
-                img, dt = _run_step("ours", images[name], n)  # for its layout and WCS
-                img = ideal_oversampled_image(img, alpha0=cfg.alpha0, beta0=cfg.beta0)
+                layout = ours_noisefree.get(n)
+                if layout is None:  # ours did not run at this N
+                    layout = _run_step("ours", images[name], n)[0]
+                img, dt = ideal_oversampled_image(layout, alpha0=cfg.alpha0, beta0=cfg.beta0), 0.0
                 ideal_images[n] = img
             elif method.startswith("ideal+"):
                 if name != "noisy":
                     continue
-                step = method.split("+")[1].split()[0]
+                step = method.removeprefix("ideal+").removesuffix(" noise")
                 img, dt = ideal_images[n].copy(), 0.0
                 img.data = (np.asarray(img.data, dtype=np.float64) + kept[(step, n, "noisy")]
                             - kept[(step, n, "noisefree")]).astype(np.float32)  # fmt: skip
@@ -767,6 +771,8 @@ def point_source_metrics(data_dir, workdir, cfg=DEFAULT_CONFIG):
                                     images[name], n, overrides)  # fmt: skip
                 if method in ("ours", "jwst") and n in cfg.ideal_oversamples:
                     kept[(method, n, name)] = np.array(img.data, dtype=np.float64)
+                    if method == "ours" and name == "noisefree":
+                        ours_noisefree[n] = img
             if method.startswith("ideal"):
                 seconds[(method, n)] = None
             elif name == "noisy":
