@@ -951,8 +951,11 @@ def render_ch12_markdown(res, stamp=None):
       "half-amp, noise-free | ideal | noise-free / ideal | noisy / jwst | noise-free / jwst | "
       "box flux / standard | reported SNR |")
     w("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    def index(run):
+        return {(r["channel"], r["method"], r["N"]): r for r in run["rows"]}
+
     rows = res["rows"]
-    find = {(r["channel"], r["method"], r["N"]): r for r in rows}
+    find = index(res)
     for r in rows:
         if r["method"].startswith("ideal"):
             continue  # shown as the floors of the steps' rows
@@ -972,6 +975,7 @@ def render_ch12_markdown(res, stamp=None):
     w(f"\nThe table above is noise seed {res['seed']}. Noisy half-amplitudes for every seed (the "
       "noise-free figures do not depend on it); the mean is over seeds:\n")
     seeds = allres["runs"]
+    found = [index(run) for run in seeds]
     w("| channel | N | method | " + " | ".join(f"seed {r['seed']}" for r in seeds)
       + " | mean | ideal + own noise, mean | ours / jwst, mean |")
     w("|---|---|---|" + "---|" * (len(seeds) + 3))
@@ -979,10 +983,8 @@ def render_ch12_markdown(res, stamp=None):
         for n in c["oversamples"]:
             means = {}
             for m in ("ours", "jwst"):
-                vals = [{(r["channel"], r["method"], r["N"]): r for r in run["rows"]}.get((ch, m, n), {})
-                        .get("half_amp") for run in seeds]
-                floors = [{(r["channel"], r["method"], r["N"]): r for r in run["rows"]}
-                          .get((ch, f"ideal+{m} noise", n), {}).get("half_amp") for run in seeds]
+                vals = [f.get((ch, m, n), {}).get("half_amp") for f in found]
+                floors = [f.get((ch, f"ideal+{m} noise", n), {}).get("half_amp") for f in found]
                 if all(v is None for v in vals):
                     continue
                 mean = float(np.mean([v for v in vals if v is not None]))
