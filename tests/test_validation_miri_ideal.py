@@ -69,6 +69,8 @@ def test_ideal_needs_an_oversampled_image(ch1_images):
     native, _, _ = ch1_images
     with pytest.raises(ValueError, match="not an oversampled image"):
         V.ideal_oversampled_image(native)
+    with pytest.raises(ValueError, match="needs noise_free=True"):
+        V.MiriConfig(ideal_oversamples=(3,), noise_free=False)
 
 
 def _row(ch, method, n, noisy, nf=None):

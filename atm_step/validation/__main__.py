@@ -113,11 +113,12 @@ def main(argv=None):
 
     jwst_kw = {"jwst": not args.no_jwst, "jwst_compute": not args.jwst_cached_only, "cache": not args.no_cache}
     command = "python -m atm_step.validation " + " ".join(sys.argv[1:] if argv is None else argv)
-    if args.seed is not None and not (args.quick or args.scene or args.fwhm or args.snr or args.n):
+    subset = bool(args.quick or args.scene or args.fwhm or args.snr or args.n)
+    if args.seed is not None and not subset:
         print("error: --seed applies to grid subsets (--quick, --scene, --fwhm, --snr, --n); the report "
               "is made with the grid's own seed", file=sys.stderr)
         return 2
-    if args.quick or args.scene or args.fwhm or args.snr or args.n:
+    if subset:
         cases = _subset_cases(args)
         cfg = G.DEFAULT_GRID if args.seed is None else replace(G.DEFAULT_GRID, seed=args.seed)
         res = G.run_grid(cases, cfg, oversamples=args.n, **jwst_kw)

@@ -597,6 +597,11 @@ class MiriConfig:
     ideal_oversamples : tuple of int
         N of the ideal-oversampling floor (:func:`ideal_oversampled_image`, noise-free
         only; needs ``noise_free``).
+
+    Raises
+    ------
+    ValueError
+        If ``ideal_oversamples`` is given with ``noise_free=False``.
     """
 
     def __init__(self, alpha0=0.05, beta0=0.1, err=0.04, wave_range=(16.0, 17.5),
@@ -1003,9 +1008,22 @@ def render_ch12_markdown(res, stamp=None):
 
 
 def write_ch12_report(out_dir, res, command):
-    """Write ``<out_dir>/validation_miri_ch12.md`` and ``.json`` of a :func:`run_ch12`
-    result ``res`` (`atm_step.validation.report.write_stamped_report`); returns the
-    markdown file's path."""
+    """
+    Write the channel 1/2 report: ``validation_miri_ch12.md`` and its ``.json``.
+
+    Parameters
+    ----------
+    out_dir, command
+        As for `atm_step.validation.report.write_stamped_report` (folder; command
+        line of the stamp).
+    res : dict
+        From :func:`run_ch12`, rendered by :func:`render_ch12_markdown`.
+
+    Returns
+    -------
+    Path
+        ``<out_dir>/validation_miri_ch12.md``.
+    """
     from atm_step.validation.report import write_stamped_report
 
     return write_stamped_report(out_dir, "validation_miri_ch12", res, command, render_ch12_markdown)
