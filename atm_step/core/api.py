@@ -444,13 +444,10 @@ def _model_image(
     # extended emission under compact sources, then the trace model refitted without it
     # II.5: the compact-source band, from the first fit's normalised model
     band = combine.compact_source_band(fit, regions, alpha, slope_limit, pad)
-    band_native = None  # the native pixels in the band, found once for what needs them
     refit = params.background_rows > 0 and slope_limit > 0 and fit.geometry.ids.size
-    if refit or (oversample != 1.0 and combine.CONSERVE_BAND_FLUX):
-        band_native = combine.band_pixels(band, regions, alpha)
     if refit:
-        _refit_without_background(fit, band, band_native, work, alpha, regions, alpha_os, near,
-                                  params, labels)
+        _refit_without_background(fit, band, combine.band_pixels(band, regions, alpha), work,
+                                  alpha, regions, alpha_os, near, params, labels)
 
     # IV: errors and variances are oversampled in the same pass as the flux
     sigmas, sigma_names, squared = (None, [], None)
@@ -478,14 +475,13 @@ def _model_image(
         sigmas=sigmas,
         squared=squared,
         inflation=inflation,
-        band_native=band_native,
         resid_native=resid_native,
         err=err if oversample != 1.0 else None,
         residual_shrinkage=params.residual_shrinkage,
     )
     # the native images only the models needed: released before the error images
     # are made (at N = 1 these copies set the peak memory of the call)
-    del resid_native, band_native, work, alpha, alpha_os, regions
+    del resid_native, work, alpha, alpha_os, regions
     if offset < 0:
         for arr in (parts.flux, parts.trace, parts.spline):
             arr += offset
