@@ -117,23 +117,21 @@ def _fill_core_holes(band, profile, level):
     return filled
 
 
-@numba.njit(**_HELPER)
-def in_band(reg, a, lookup, whole, inband, a0, step):
+@numba.njit("int64(float64, float64, float64, int64)", **_HELPER)
+def band_bin(a, a0, step, nbins):
     """
-    Whether an oversampled pixel of region ``reg`` at along-slice coordinate ``a`` lies
-    in its region's compact-source band (`compact_source_band`; ``lookup`` from
-    `_band_lookup`). The one test of the combination and of the band's flux factor, so
-    that both act on the same pixels.
+    The compact-source band's alpha bin (`compact_source_band`: width ``step`` from
+    ``a0``, ``nbins`` of them) of an oversampled pixel at along-slice coordinate ``a``,
+    or -1 outside them. The combination and the band's flux factor both test
+    ``whole[k] or inband[k, band_bin(...)]``, so that they act on the same pixels.
+    Scalars only (see `atm_step.core.linear.lerp`).
     """
-    k = lookup[reg] if 0 < reg < lookup.shape[0] else -1
-    if k < 0:
-        return False
-    if whole[k]:
-        return True
     if not np.isfinite(a):
-        return False
-    b = int(np.floor((a - a0[k]) / step[k]))
-    return 0 <= b < inband.shape[1] and inband[k, b]
+        return -1
+    b = np.floor((a - a0) / step)
+    if b < 0 or b >= nbins:
+        return -1
+    return int(b)
 
 
 @numba.njit(cache=True, nogil=True)
@@ -146,6 +144,7 @@ def _combine_kernel(
     # found once and shared by the flux, the residual and every error/variance image
     # (`lerp` where both are in the region and finite, else the full search).
     ny, nx = flux.shape
+    nbins = inband.shape[1]
     n_sig = sigmas.shape[0]
     for j in range(j0, j1):
         r = near[j]
@@ -176,7 +175,12 @@ def _combine_kernel(
                 res = lerp(resid_native[lo, x], resid_native[hi, x], w) if ok else np.nan
                 if np.isnan(res):
                     res = interpolate_pixel(resid_native, regions, r, x, t, False, False)
-                inb = in_band(reg, alpha_os[j, x], lookup, whole, inband, band_a0, band_step)
+                k = lookup[reg] if reg < lookup.shape[0] else -1
+                if k >= 0:
+                    inb = whole[k]
+                    if not inb:
+                        b = band_bin(alpha_os[j, x], band_a0[k], band_step[k], nbins)
+                        inb = b >= 0 and inband[k, b]
             out_linear[j, x] = lin
             out_resid[j, x] = res
             if inb:
@@ -319,42 +323,47 @@ def _band_flux_kernel(spline_native, spline_os, regions, alpha_os, near, lookup,
                       step, oversample, max_corr, sum_nat, sum_abs, sum_os):
     # per column and region: scale the oversampled spline model of the band's pixels so
     # that it sums to the native model of their parent pixels. The band's pixels are
-    # those the combination puts in the band (`in_band`). Row by row (contiguous reads),
-    # with the sums of every (region, column) kept side by side: each sum still adds
-    # its samples in row order.
+    # those the combination puts in the band (its test, with `band_bin`). Row by row
+    # (contiguous reads), with the sums of every (region, column) kept side by side:
+    # each sum still adds its samples in row order.
     nx = spline_native.shape[1]
     nos = spline_os.shape[0]
+    nbins = inband.shape[1]
     sum_nat[:, :] = 0.0
     sum_abs[:, :] = 0.0
     sum_os[:, :] = 0.0
     # each oversampled sample with a model is paired with 1/N of its parent's
-    # native model, so that both sums cover the same pixels
-    for j in range(nos):
-        r = near[j]
-        for x in range(nx):
-            reg = regions[r, x]
-            v = spline_os[j, x]
-            p = spline_native[r, x]
-            if (reg > 0 and np.isfinite(p) and np.isfinite(v)
-                    and in_band(reg, alpha_os[j, x], lookup, whole, inband, a0, step)):
-                sum_nat[reg, x] += p / oversample
-                sum_abs[reg, x] += abs(p) / oversample
-                sum_os[reg, x] += v / oversample
-    for j in range(nos):
-        r = near[j]
-        for x in range(nx):
-            reg = regions[r, x]
-            if reg <= 0 or not np.isfinite(spline_native[r, x]) or not np.isfinite(spline_os[j, x]):
-                continue
-            if not in_band(reg, alpha_os[j, x], lookup, whole, inband, a0, step):
-                continue
-            a, o = sum_nat[reg, x], sum_os[reg, x]
-            # not where the native model's samples cancel (a faint column, mostly noise)
-            if not (a > 0.9 * sum_abs[reg, x] and o > 0):
-                continue
-            f = a / o
-            if 1.0 / max_corr < f < max_corr:
-                spline_os[j, x] *= f
+    # native model, so that both sums cover the same pixels: pass 0 sums, pass 1 scales
+    for pass_ in range(2):
+        for j in range(nos):
+            r = near[j]
+            for x in range(nx):
+                reg = regions[r, x]
+                if reg <= 0:
+                    continue
+                v = spline_os[j, x]
+                p = spline_native[r, x]
+                if not (np.isfinite(p) and np.isfinite(v)):
+                    continue
+                k = lookup[reg] if reg < lookup.shape[0] else -1
+                if k < 0:
+                    continue
+                if not whole[k]:
+                    b = band_bin(alpha_os[j, x], a0[k], step[k], nbins)
+                    if b < 0 or not inband[k, b]:
+                        continue
+                if pass_ == 0:
+                    sum_nat[reg, x] += p / oversample
+                    sum_abs[reg, x] += abs(p) / oversample
+                    sum_os[reg, x] += v / oversample
+                    continue
+                a, o = sum_nat[reg, x], sum_os[reg, x]
+                # not where the native model's samples cancel (a faint column, mostly noise)
+                if not (a > 0.9 * sum_abs[reg, x] and o > 0):
+                    continue
+                f = a / o
+                if 1.0 / max_corr < f < max_corr:
+                    spline_os[j, x] = v * f
 
 
 @numba.njit(cache=True, nogil=True)
@@ -423,7 +432,7 @@ def conserve_band_flux(fit, band, regions, alpha_os, near, oversample):
     and noise below the pixel scale do not, and the difference (shared by the ~100
     columns of the fit's window) becomes a slow ripple in aperture spectra that grows
     their noise with ``N``. Per column and region, the oversampled pixels in the band
-    (the pixels the combination takes from the model, `in_band`) are multiplied by the
+    (the pixels the combination takes from the model, `band_bin`) are multiplied by the
     one factor that makes them sum to ``1/N`` of their parent native pixels' model.
     Columns where that factor is beyond ``MAX_FLUX_CORRECTION`` either way, or where
     the native model's samples cancel, are left alone. Modifies ``fit.spline_os`` in
