@@ -117,7 +117,9 @@ def _fill_core_holes(band, profile, level):
     return filled
 
 
-@numba.njit("int64(float64, float64, float64, int64)", **_HELPER)
+# no explicit signature: compiled with the kernels that call it (by the compile helper
+# on a first run, `atm_step.core.precompile`), not at import; they pass variables only
+@numba.njit(**_HELPER)
 def band_bin(a, a0, step, nbins):
     """
     The compact-source band's alpha bin (`compact_source_band`: width ``step`` from
