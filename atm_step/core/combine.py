@@ -122,11 +122,32 @@ def _fill_core_holes(band, profile, level):
 @numba.njit(**_HELPER)
 def band_bin(a, a0, step, nbins):
     """
-    The compact-source band's alpha bin (`compact_source_band`: width ``step`` from
-    ``a0``, ``nbins`` of them) of an oversampled pixel at along-slice coordinate ``a``,
-    or -1 outside them. The combination and the band's flux factor both test
+    The compact-source band's alpha bin of a pixel, or -1 outside the bins.
+
+    The one binning of the band: the combination and the band's flux factor (each
+    oversampled pixel) and `band_pixels` (each native pixel) all test
     ``whole[k] or inband[k, band_bin(...)]``, so that they act on the same pixels.
     Scalars only (see `atm_step.core.linear.lerp`).
+
+    Parameters
+    ----------
+    a : float
+        Along-slice coordinate of the pixel (the unit of the region's alpha, e.g.
+        arcsec); NaN gives -1.
+    a0, step : float
+        The region's first bin edge and bin width (`BandTable.a0`, `BandTable.step`:
+        half a native row), same unit.
+    nbins : int
+        Number of bins (`BandTable.inband`'s second axis).
+
+    Returns
+    -------
+    int
+        ``floor((a - a0) / step)`` if it lies in ``0 .. nbins - 1``, else -1.
+
+    Notes
+    -----
+    Source: paper II.5 (the band is defined in alpha, the same for every column).
     """
     if not np.isfinite(a):
         return -1
@@ -378,12 +399,10 @@ def _band_pixels_kernel(regions, alpha, lookup, whole, rows, inband, a0, step, o
             k = lookup[reg] if 0 < reg < lookup.shape[0] else -1
             inb = False
             if k >= 0:
-                if whole[k]:
-                    inb = True
-                elif rows[k] > 0:
-                    b = np.floor((alpha[y, x] - a0[k]) / step[k])
-                    if np.isfinite(b) and 0 <= b < nbins:
-                        inb = inband[k, int(b)]
+                inb = whole[k]
+                if not inb and rows[k] > 0:
+                    b = band_bin(alpha[y, x], a0[k], step[k], nbins)
+                    inb = b >= 0 and inband[k, b]
             out[y, x] = inb
 
 
