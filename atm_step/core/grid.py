@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-__all__ = ["oversampled_shape", "oversampled_rows", "nearest_native_row"]
+__all__ = ["oversampled_shape", "oversampled_rows", "nearest_native_row", "native_aligned_start"]
 
 
 def oversampled_shape(shape, oversample):
@@ -96,3 +96,33 @@ def nearest_native_row(ny, oversample):
     """
     rows = np.round(oversampled_rows(ny, oversample)).astype(np.int64)
     return np.clip(rows, 0, ny - 1)
+
+
+def native_aligned_start(ny, oversample):
+    """
+    First oversampled row that sits on a native row centre, when every ``N``-th does.
+
+    For an odd integer ``N`` the oversampled row ``j = N k + (N - 1) / 2`` is centred
+    on native row ``k`` (``y_j = k``), for every ``k`` in ``0 .. ny - 1``. For an even
+    or non-integer ``N`` no oversampled row is centred on a native one.
+
+    Parameters
+    ----------
+    ny : int
+        Number of native rows.
+    oversample : float
+        Oversampling factor ``N >= 1``.
+
+    Returns
+    -------
+    int or None
+        ``(N - 1) / 2`` for an odd integer ``N``; None otherwise.
+
+    Examples
+    --------
+    >>> native_aligned_start(10, 3), native_aligned_start(10, 2), native_aligned_start(10, 2.5)
+    (1, None, None)
+    """
+    if ny < 1 or oversample != int(oversample) or int(oversample) % 2 == 0:
+        return None
+    return (int(oversample) - 1) // 2

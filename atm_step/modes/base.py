@@ -105,25 +105,27 @@ def oversample_map(oversample, axis):
     return mapping
 
 
-def increasing_alpha(alpha, regions, alpha_os=None, regions_os=None):
+def increasing_alpha(alpha, regions, alpha_os=None, near=None):
     """
     Flip the sign of ``alpha`` in regions where it decreases with row index.
 
     The core expects the along-slice coordinate to increase with row index in every
     region; MIRI MRS channels 3 and 4, for instance, run in opposite senses on one
     detector. The spline fit is insensitive to the sign of its abscissa, so a flip
-    changes nothing but the direction.
+    changes nothing but the direction. A region is flipped when the median of its
+    row-to-row steps of ``alpha`` (between rows of the same region) is negative.
 
     Parameters
     ----------
     alpha : ndarray, shape (ny, nx)
         Along-slice coordinate (core orientation); a copy is returned.
     regions : ndarray of int, shape (ny, nx)
-        Region map.
+        Region map (core orientation); values <= 0 are not regions.
     alpha_os : ndarray, shape (ny_os, nx), optional
         Oversampled coordinate, flipped in the same regions.
-    regions_os : ndarray of int, shape (ny_os, nx), optional
-        Region of each oversampled pixel (needed with ``alpha_os``).
+    near : ndarray of int, shape (ny_os,), optional
+        Native row of each oversampled row (`atm_step.core.grid.nearest_native_row`);
+        needed with ``alpha_os``: oversampled pixels take their native pixel's region.
 
     Returns
     -------
@@ -132,16 +134,31 @@ def increasing_alpha(alpha, regions, alpha_os=None, regions_os=None):
     """
     alpha = np.array(alpha, dtype=np.float64)
     alpha_os = None if alpha_os is None else np.array(alpha_os, dtype=np.float64)
+    regions = np.asarray(regions)
+    ids = region_ids(regions)
+    if ids.size == 0:
+        return alpha, alpha_os
     with np.errstate(invalid="ignore"):
         dy = np.diff(alpha, axis=0)
-    same = regions[1:] == regions[:-1]
-    for rid in region_ids(regions):
-        steps = dy[same & (regions[1:] == rid)]
-        steps = steps[np.isfinite(steps)]
-        if steps.size and np.median(steps) < 0:
-            alpha[regions == rid] *= -1.0
-            if alpha_os is not None:
-                alpha_os[regions_os == rid] *= -1.0
+    pair = (regions[1:] == regions[:-1]) & (regions[1:] > 0) & np.isfinite(dy)
+    steps = dy[pair]
+    # table index of each step's region: 0..len(ids)-1
+    index = np.searchsorted(ids, regions[1:][pair])
+    count = np.bincount(index, minlength=ids.size)
+    negative = np.bincount(index, weights=steps < 0, minlength=ids.size)
+    # median < 0 exactly when more than half the steps are negative, except for an
+    # even count split half and half, where the two middle values decide
+    flip = 2 * negative > count
+    for k in np.flatnonzero((count > 0) & (2 * negative == count)):
+        flip[k] = np.median(steps[index == k]) < 0
+    if not flip.any():
+        return alpha, alpha_os
+    in_flipped = np.zeros(regions.shape, dtype=bool)
+    for rid in ids[flip]:
+        in_flipped |= regions == rid
+    alpha[in_flipped] *= -1.0
+    if alpha_os is not None:
+        alpha_os[in_flipped[near, :]] *= -1.0
     return alpha, alpha_os
 
 
@@ -168,6 +185,10 @@ class ModeAdapter:
     transposed = False
     #: Compact-source band padding in native pixels (jwst: 2 NIRSpec IFU, 1 slits, 3 MIRI).
     pad = 2
+    #: True when :meth:`world_at` at native pixel centres returns exactly
+    #: :meth:`native_alpha` (same transform, same NaNs), so that for an odd integer N
+    #: the native alpha can be read off the oversampled evaluation.
+    world_alpha_is_native = False
 
     def __init__(self, model, meta_model=None):
         self.model = model
@@ -206,6 +227,27 @@ class ModeAdapter:
         out = arr.T if self.transposed else arr
         return np.ascontiguousarray(out) if contiguous else out
 
+    def nearest_native(self, arr, near):
+        """
+        A native detector-oriented image repeated onto the oversampled grid.
+
+        Parameters
+        ----------
+        arr : array_like, shape (ny, nx)
+            Native image, detector orientation (not modified).
+        near : ndarray of int, shape (n_os,)
+            Native index of each oversampled row of the core orientation
+            (`atm_step.core.grid.nearest_native_row`).
+
+        Returns
+        -------
+        ndarray
+            New contiguous array in detector orientation, oversampled along the
+            oversampled axis; equal to ``from_core(to_core(arr)[near, :])`` without
+            the transposed copy.
+        """
+        return np.take(np.asarray(arr), near, axis=1 if self.transposed else 0)
+
     @property
     def native_shape(self):
         """Detector shape ``(ny, nx)`` of one image of the model."""
@@ -232,12 +274,16 @@ class ModeAdapter:
             read-only broadcast views of one row and one column (no memory per pixel).
         """
         ny, nx = self.native_shape
+        n_native = nx if self.transposed else ny
+        along = grid.oversampled_rows(n_native, oversample)
+        start = grid.native_aligned_start(n_native, oversample)
+        if start is not None:
+            # exactly on the native centres (the formula leaves ~1e-13 pixel there)
+            along[start :: int(oversample)] = np.arange(n_native, dtype=np.float64)
         if self.transposed:
-            rows = np.arange(ny, dtype=np.float64)
-            cols = grid.oversampled_rows(nx, oversample)
+            rows, cols = np.arange(ny, dtype=np.float64), along
         else:
-            rows = grid.oversampled_rows(ny, oversample)
-            cols = np.arange(nx, dtype=np.float64)
+            rows, cols = along, np.arange(nx, dtype=np.float64)
         shape = (rows.size, cols.size)
         return np.broadcast_to(cols[None, :], shape), np.broadcast_to(rows[:, None], shape)
 
@@ -309,7 +355,14 @@ class ModeAdapter:
         CoreInputs
         """
         data, err = self.flux_and_err()
-        alpha = self.native_alpha()
+        alpha_os = wave_os = None
+        if oversample != 1:
+            x_os, y_os = self.oversampled_pixels(oversample)
+            alpha_os, wave_os = self.world_at(x_os, y_os)
+            self._wave_os = wave_os
+        alpha = self._native_from_oversampled(alpha_os, oversample)
+        if alpha is None:
+            alpha = self.native_alpha()
         regions = np.asarray(self.region_map(alpha), dtype=np.int32)
         variances = {}
         if np.ndim(self.model.data) == 2 and oversample != 1:
@@ -322,14 +375,9 @@ class ModeAdapter:
         regions_c = self.to_core(regions)
         alpha_os_c = None
         if oversample != 1:
-            x_os, y_os = self.oversampled_pixels(oversample)
-            alpha_os, wave_os = self.world_at(x_os, y_os)
-            self._wave_os = wave_os
             near = grid.nearest_native_row(regions_c.shape[0], oversample)
             alpha_os_c = self.to_core(alpha_os)
-            alpha_c, alpha_os_c = increasing_alpha(
-                alpha_c, regions_c, alpha_os_c, regions_c[near, :]
-            )
+            alpha_c, alpha_os_c = increasing_alpha(alpha_c, regions_c, alpha_os_c, near)
         else:
             alpha_c, _ = increasing_alpha(alpha_c, regions_c)
         return CoreInputs(
@@ -343,6 +391,27 @@ class ModeAdapter:
             parameters=self.parameters(),
             pad=self.pad,
         )
+
+    def _native_from_oversampled(self, alpha_os, oversample):
+        """
+        Native ``alpha`` read off the oversampled one, where the grids share pixels.
+
+        For an odd integer ``N`` every ``N``-th oversampled pixel sits exactly on a
+        native pixel centre, where `world_at` evaluates the same transform as
+        :meth:`native_alpha`; taking those pixels saves a second evaluation of the WCS.
+        Returns None (evaluate anew) when the coordinates do not coincide exactly.
+        """
+        if alpha_os is None or not self.world_alpha_is_native:
+            return None
+        ny, nx = self.native_shape
+        start = grid.native_aligned_start(nx if self.transposed else ny, oversample)
+        if start is None:
+            return None
+        step = int(oversample)
+        picked = alpha_os[:, start::step] if self.transposed else alpha_os[start::step, :]
+        if picked.shape != (ny, nx):
+            return None
+        return np.ascontiguousarray(picked, dtype=np.float64)
 
     def oversampled_wavelength(self, oversample):
         """Wavelength (um) of every oversampled pixel, detector orientation."""

@@ -38,6 +38,7 @@ class MIRIMRSAdapter(ModeAdapter):
     mode = "MIR_MRS"
     transposed = True
     pad = 3
+    world_alpha_is_native = True
 
     def __init__(self, model, meta_model=None):
         super().__init__(model, meta_model)

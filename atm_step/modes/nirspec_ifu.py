@@ -42,6 +42,7 @@ class NIRSpecIFUAdapter(ModeAdapter):
     mode = "NRS_IFU"
     transposed = False
     pad = 2
+    world_alpha_is_native = True
 
     def __init__(self, model, meta_model=None):
         from jwst.assign_wcs.nirspec import nrs_ifu_wcs

@@ -34,6 +34,7 @@ class NIRSpecSlitAdapter(ModeAdapter):
 
     transposed = False
     pad = 1
+    world_alpha_is_native = True
 
     def __init__(self, model, meta_model=None):
         super().__init__(model, meta_model)

@@ -66,10 +66,13 @@ def _f32(adapter, arr, scale):
     pixels, times the inflation X**2) become inf, as they do in jwst's step; numpy's
     overflow warning for that is silenced.
     """
-    src = adapter.from_core(np.asarray(arr), contiguous=False)
-    out = np.empty(src.shape, dtype=np.float32)
+    arr = np.asarray(arr)
+    out = np.empty(adapter.from_core(arr, contiguous=False).shape, dtype=np.float32)
+    # Iterate in the source's memory order and write through the output's view in
+    # core orientation: for a transposed mode this is 5-10x faster than reading the
+    # transposed source in the output's order (same values).
     with np.errstate(over="ignore"):
-        np.multiply(src, scale, out=out, casting="same_kind")
+        np.multiply(arr, scale, out=adapter.to_core(out), casting="same_kind")
     return out
 
 
@@ -217,7 +220,8 @@ def apply_result(adapter, result, target=None):
     absent = _unknown_uncertainties(adapter)
     _warn_finite_do_not_use(adapter)
     near = result.near_row
-    dq_c = adapter.to_core(source.dq)[near, :].astype(np.uint32, copy=False)
+    dq = adapter.nearest_native(source.dq, near).astype(np.uint32, copy=False)
+    dq_c = adapter.to_core(dq)  # a view: flags set through it land in dq
     flux_c = result.flux
     # FLUX_ESTIMATED only where the model filled a missing (NaN) input pixel; a finite
     # pixel flagged DO_NOT_USE stays DO_NOT_USE (jwst re-flags it FLUX_ESTIMATED)
@@ -226,7 +230,7 @@ def apply_result(adapter, result, target=None):
     dq_c[estimated] |= np.uint32(_EST)
 
     model.data = _f32(adapter, flux_c, scale)
-    model.dq = adapter.from_core(dq_c)
+    model.dq = dq
     if result.err is not None:
         model.err = _f32(adapter, result.err, scale)
     for name, var in result.variances.items():
@@ -234,9 +238,7 @@ def apply_result(adapter, result, target=None):
     model.wavelength = np.asarray(adapter.oversampled_wavelength(n), dtype=np.float32)
     regions = adapter.output_regions()
     if regions is not None:
-        model.regions = adapter.from_core(adapter.to_core(regions)[near, :]).astype(
-            np.int32, copy=False
-        )
+        model.regions = adapter.nearest_native(regions, near).astype(np.int32, copy=False)
 
     adapter.update_wcs(n, target=model)
 
