@@ -9,6 +9,8 @@ exercised; a non-integer factor puts oversampled rows off the native grid.
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from atm_step.core import FitParameters, adaptive_trace_model, grid
 from atm_step.simulate import make_scene
@@ -93,3 +95,21 @@ def test_binned_median_peak_is_the_largest_bin_median():
     assert _binned_median_peak(np.array([1.0, 3.0, 7.0]), np.array([0.0, 0.0, 0.5]), 0.0,
                                0.5, 2) == 7.0  # fmt: skip
     assert _binned_median_peak(np.array([1.0, 4.0, 2.0]), np.zeros(3), 0.0, 1.0, 1) == 2.0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.tuples(st.sampled_from([-2.0, 0.0, 1.5, 3.0]) | st.floats(-5, 5),
+                       st.floats(0.0, 1.0)), min_size=1, max_size=500),
+    st.sampled_from([1, 7, 300, 70000]),
+)
+def test_binned_median_peak_equals_per_bin_medians(pairs, nbins):
+    """Any values (ties included), few bins or more than 16-bit bin numbers hold."""
+    from atm_step.core.stats import _binned_median_peak
+
+    values = np.array([p[0] for p in pairs])
+    alpha = np.array([p[1] for p in pairs])
+    step = 1.0 / nbins
+    idx = np.clip(((alpha - 0.0) / step).astype(np.int64), 0, nbins - 1)
+    expect = max(np.median(values[idx == b]) for b in np.unique(idx))
+    assert _binned_median_peak(values, alpha, 0.0, step, nbins) == expect

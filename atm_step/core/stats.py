@@ -196,7 +196,13 @@ def _binned_median_peak(values, alpha, a0, step, nbins):
     seconds of compilation for a step that takes milliseconds.
     """
     idx = np.clip(((alpha - a0) / step).astype(np.int64), 0, nbins - 1)
-    order = np.lexsort((values, idx))  # by bin, then by value
+    # by bin, then by value (as np.lexsort((values, idx)), 4x faster): sort the values,
+    # then stably by bin, which for 16-bit bin numbers NumPy does as a radix sort
+    by_value = np.argsort(values)
+    key = idx[by_value]
+    if nbins <= 65536:
+        key = key.astype(np.uint16)
+    order = by_value[np.argsort(key, kind="stable")]
     idx = idx[order]
     vals = values[order]
     starts = np.flatnonzero(np.r_[True, idx[1:] != idx[:-1]])
