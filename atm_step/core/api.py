@@ -5,7 +5,17 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from atm_step.core import background, combine, errors, grid, linear, precompile, stats, trace_fit
+from atm_step.core import (
+    background,
+    combine,
+    errors,
+    grid,
+    linear,
+    precompile,
+    stats,
+    trace_fit,
+    two_profile,
+)
 from atm_step.core.memory import no_huge_page_advice
 from atm_step.core.parameters import FitParameters, check_parameter
 
@@ -448,6 +458,9 @@ def _model_image(
     if refit:
         _refit_without_background(fit, band, combine.band_pixels(band, regions, alpha), work,
                                   alpha, regions, alpha_os, near, params, labels)
+
+    if params.two_profiles and fit.geometry.ids.size:
+        two_profile.two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params)
 
     # IV: errors and variances are oversampled in the same pass as the flux
     sigmas, sigma_names, squared = (None, [], None)

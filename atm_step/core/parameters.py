@@ -227,6 +227,12 @@ class FitParameters:
         errors it has no effect. It lowers the noisy artifacts of sharp PSFs; with
         the ratio column scale it also adds faint diffuse emission under a bright
         star to the star, which ``scale_offset`` mostly prevents (docs/algorithm.md).
+    two_profiles : bool
+        Model each column as two along-slice profiles mixed in the measured shares of
+        the column's flux on either side of a split point, where that fits the column
+        better than the single profile (`atm_step.core.two_profile`; not in the paper):
+        for two sources with different spectra in one slice. False: the paper's single
+        profile.
 
     Raises
     ------
@@ -265,12 +271,15 @@ class FitParameters:
     penalty_order: int = 2
     background_rows: float = 10.0
     residual_shrinkage: float = 0.0
+    two_profiles: bool = False
 
     def __post_init__(self):
-        if not isinstance(self.scale_offset, bool):
-            raise ValueError(
-                f"parameter scale_offset={self.scale_offset!r} is not allowed: it must be True or False"
-            )
+        for name in ("scale_offset", "two_profiles"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(
+                    f"parameter {name}={getattr(self, name)!r} is not allowed: it must be "
+                    "True or False"
+                )
         if self.column_order not in COLUMN_ORDERS:
             raise ValueError(
                 f"parameter column_order={self.column_order!r} is not allowed: it must be "
@@ -326,7 +335,7 @@ class FitParameters:
         """
         order = "descending" if str(detector).upper() == "NRS2" else "ascending"
         return cls(nknots=68, window=50, gap_ratio=1.6, column_order=order, penalty=None,
-                   scale_offset=True, residual_shrinkage=1.0)
+                   scale_offset=True, residual_shrinkage=1.0, two_profiles=True)
 
     @classmethod
     def nirspec_slit(cls, detector="NRS1", grating=None):

@@ -1,0 +1,646 @@
+"""Two along-slice profiles with measured shares per column (an addition to the paper's
+method).
+
+Why
+---
+The spline model (`atm_step.core.trace_fit`) fits one normalised along-slice profile to
+the ~100 columns of its window and scales it to each column. When two sources with
+different spectra share a slice (a binary, a star beside a compact emission-line
+knot), the share of each source in a column's flux changes along the window, so no
+single profile describes every column. The fit reads the change as sub-pixel structure
+and aliases it into wiggles one native pixel long: on the validation's binaries this
+left the noise-free model at 1.5-6 times the ideal floor at every PSF width.
+
+What
+----
+Each column's flux is split in two at a point ``alpha_s`` of the slice, with a smooth
+weight ``w(alpha) = 1 / (1 + exp(-(alpha - alpha_s) / width))`` (``width`` half a
+native row, so that pixels cross ``alpha_s`` smoothly as the trace tilts): the column
+sum ``s(x)`` and the share of its right-hand part ``r(x) = sum(w y) / s(x)``. The
+model of a column is
+
+    ``s(x) [(1 - r(x)) f1(alpha) + r(x) f2(alpha)]``
+
+with ``f1``, ``f2`` cubic B-splines on the first fit's knots, fitted jointly by
+penalised least squares to ``y / s(x)`` over the window, each with half the first
+fit's roughness-penalty weight (``f1 = f2`` then gives back the first fit's objective).
+Any two column amplitudes that mix two sources in proportions that differ work, since
+``f1`` and ``f2`` absorb any constant mixing: the left and right parts of the column do.
+``alpha_s`` is the lowest point between the two highest peaks of the region's mean
+normalised profile, or its centroid where it has one peak (a blend, or a single star,
+whose shape along the window still changes slowly with wavelength).
+
+When
+----
+Per column, where the first fit modelled the column, the column's pixels are all
+finite (its sum is then its flux), and the new model (a) fits the column's native
+pixels no worse than the first fit and (b) stays within ``MAX_CHANGE`` of the first
+fit's peak at the oversampled pixels (a guard against a window too poorly sampled for
+twice the coefficients). One pass of rejection (``REJECT_SIGMA`` times the pixel
+error, or times the rms of the residuals without errors) drops outliers before the
+final fit. Otherwise the first fit's column is kept.
+"""
+
+import logging
+
+import numba
+import numpy as np
+
+from atm_step.core.bspline import basis_values, difference_penalty, solve_banded
+from atm_step.core.jit import HELPER
+
+__all__ = ["split_point", "column_shares", "share_change", "peak_fwhm", "two_profile_refit"]
+
+log = logging.getLogger(__name__)
+
+#: width of the smooth split, in native rows
+SPLIT_WIDTH_ROWS = 0.5
+#: a column keeps the first fit where the new model departs from it by more than this
+#: fraction of the first fit's peak at any oversampled pixel of the column
+MAX_CHANGE = 0.25
+#: the shares must change from column to column (after a running median over
+#: ``SHARE_MEDIAN_COLUMNS`` columns is taken out) by at least ``SHARE_SNR`` times their
+#: noise from the pixel errors, and by at least ``MIN_SHARE_CHANGE`` (rms): the mark of
+#: two sources with different spectra; one source changes its shares only with the
+#: slowly drifting pixel phase
+SHARE_MEDIAN_COLUMNS = 11
+SHARE_SNR = 5.0
+MIN_SHARE_CHANGE = 0.002
+#: the region's brightest peak must be at least this wide (FWHM of the mean normalised
+#: model, native rows): on a sharper profile the window's sampling cannot support
+#: twice the coefficients
+MIN_FWHM_ROWS = 1.4
+#: two profiles are used in a region where their leave-one-column-out prediction error
+#: is below this fraction of the single profile's
+CV_GAIN = 0.9
+#: outliers: residuals beyond this many pixel errors are left out of the final fit
+REJECT_SIGMA = 5.0
+#: relative ridge on the diagonal, as `atm_step.core.bspline.solve_banded`
+_RIDGE = 1e-10
+#: band width (diagonals) of the interleaved normal matrix of two cubic splines
+_BW = 8
+
+
+def split_point(profile_alpha, profile, min_peak=0.1, max_dip=0.7, centroid=False):
+    """
+    Where to split a slice's columns in two.
+
+    Parameters
+    ----------
+    profile_alpha, profile : ndarray, shape (n,)
+        The region's mean normalised profile on increasing ``alpha`` (arcsec).
+    min_peak : float, optional
+        Local maxima below this fraction of the highest are not peaks.
+
+    Returns
+    -------
+    float or None
+        ``alpha`` of the lowest point between the two highest peaks; the centroid of
+        the profile where it has one peak; None for an empty or non-positive profile.
+    """
+    profile_alpha = np.asarray(profile_alpha, dtype=np.float64)
+    p = np.where(np.isfinite(profile), profile, 0.0)
+    if p.size < 3 or not p.max() > 0:
+        return None
+    interior = (p[1:-1] >= p[:-2]) & (p[1:-1] > p[2:]) & (p[1:-1] > min_peak * p.max())
+    peaks = np.flatnonzero(interior) + 1
+    if peaks.size >= 2:
+        top = np.sort(peaks[np.argsort(p[peaks])[-2:]])
+        dip = top[0] + np.argmin(p[top[0] : top[1] + 1])
+        if p[dip] <= max_dip * min(p[top[0]], p[top[1]]):
+            return float(profile_alpha[dip])
+    if not centroid:
+        return None
+    pos = np.clip(p, 0.0, None)
+    return float(np.sum(profile_alpha * pos) / np.sum(pos))
+
+
+def column_shares(flux, alpha, regions, rid, row0, row1, split, width):
+    """
+    Each column's sum over a region and the share of its part beyond ``split``.
+
+    Parameters
+    ----------
+    flux, alpha : ndarray of float64, shape (ny, nx)
+    regions : ndarray of int, shape (ny, nx)
+    rid, row0, row1 : int
+        Region id and its first and last native rows.
+    split, width : float
+        Split point and width of the smooth weight (alpha units).
+
+    Returns
+    -------
+    total : ndarray of float64, shape (nx,)
+        Column sums over the region's pixels.
+    share : ndarray of float64, shape (nx,)
+        ``sum(w y) / total``.
+    complete : ndarray of bool, shape (nx,)
+        Columns whose region pixels are all finite, with a positive sum.
+    """
+    rows = slice(row0, row1 + 1)
+    inside = (regions[rows] == rid) & np.isfinite(alpha[rows])
+    y = flux[rows]
+    finite = np.isfinite(y)
+    yv = np.where(inside & finite, y, 0.0)
+    with np.errstate(over="ignore"):
+        w = 1.0 / (1.0 + np.exp(-(np.where(inside, alpha[rows], split) - split) / width))
+    total = yv.sum(axis=0)
+    right = (w * yv).sum(axis=0)
+    complete = ~np.any(inside & ~finite, axis=0) & (total > 0) & inside.any(axis=0)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(complete, right / np.where(total > 0, total, 1.0), np.nan)
+    return total, share, complete
+
+
+def share_change(share, complete, sigma=None):
+    """
+    How much the shares change from column to column, against their noise.
+
+    Parameters
+    ----------
+    share : ndarray of float64, shape (nx,)
+        `column_shares`' share per column.
+    complete : ndarray of bool, shape (nx,)
+        Columns to use.
+    sigma : ndarray of float64, shape (nx,), optional
+        Noise of each share (from the pixel errors).
+
+    Returns
+    -------
+    change, noise : float
+        Rms over the complete columns of the share minus its running median over
+        ``SHARE_MEDIAN_COLUMNS`` complete columns; rms of ``sigma`` (0 without it).
+    """
+    from scipy.ndimage import median_filter
+
+    r = np.asarray(share)[np.asarray(complete)]
+    if r.size < SHARE_MEDIAN_COLUMNS:
+        return 0.0, np.inf
+    trend = median_filter(r, size=SHARE_MEDIAN_COLUMNS, mode="nearest")
+    change = float(np.sqrt(np.mean((r - trend) ** 2)))
+    if sigma is None:
+        return change, 0.0
+    sig = np.asarray(sigma)[np.asarray(complete)]
+    sig = sig[np.isfinite(sig)]
+    return change, float(np.sqrt(np.mean(sig**2))) if sig.size else np.inf
+
+
+def peak_fwhm(profile_alpha, profile):
+    """Full width at half maximum (alpha units) of the highest peak of a profile on a
+    uniform grid: the run of samples above half the maximum around it."""
+    p = np.where(np.isfinite(profile), profile, 0.0)
+    if p.size == 0 or not p.max() > 0:
+        return 0.0
+    top = int(np.argmax(p))
+    above = p >= 0.5 * p[top]
+    lo = top
+    while lo > 0 and above[lo - 1]:
+        lo -= 1
+    hi = top
+    while hi < p.size - 1 and above[hi + 1]:
+        hi += 1
+    step = (profile_alpha[-1] - profile_alpha[0]) / max(p.size - 1, 1)
+    return float((hi - lo + 1) * step)
+
+
+@numba.njit(**HELPER)
+def _pixel_terms(a, a0, inv_h, nknots, q, r, vals):
+    """The 8 non-zero entries of a pixel's row of the interleaved design
+    ``[(1 - r) B(alpha), r B(alpha)]`` (entry ``2 m + p`` for basis ``i + m`` of profile
+    ``p``); returns ``2 i``, the first coefficient."""
+    i, b0, b1, b2, b3 = basis_values(a, a0, inv_h, nknots)
+    vals[0] = q * b0
+    vals[1] = r * b0
+    vals[2] = q * b1
+    vals[3] = r * b1
+    vals[4] = q * b2
+    vals[5] = r * b2
+    vals[6] = q * b3
+    vals[7] = r * b3
+    return 2 * i
+
+
+@numba.njit(cache=True, nogil=True)
+def _column_normals(flux, alpha, regions, rid, row0, row1, a0, a1, nknots, total, share,
+                    complete, keep, cum_a, cum_b):  # fmt: skip
+    """Prefix sums over columns of the normal equations of ``y / total`` on the
+    interleaved design: ``cum_a[x]``, ``cum_b[x]`` hold columns ``0 .. x - 1``."""
+    nx = flux.shape[1]
+    n2 = cum_b.shape[1]
+    inv_h = nknots / (a1 - a0)
+    vals = np.empty(_BW)
+    for x in range(nx):
+        for i in range(n2):
+            cum_b[x + 1, i] = cum_b[x, i]
+            for d in range(_BW):
+                cum_a[x + 1, i, d] = cum_a[x, i, d]
+        if not complete[x]:
+            continue
+        r = share[x]
+        q = 1.0 - r
+        inv_s = 1.0 / total[x]
+        for y in range(row0, row1 + 1):
+            if regions[y, x] != rid or not keep[y, x]:
+                continue
+            a = alpha[y, x]
+            v = flux[y, x] * inv_s
+            if not (np.isfinite(a) and np.isfinite(v)):
+                continue
+            base = _pixel_terms(a, a0, inv_h, nknots, q, r, vals)
+            for u in range(_BW):
+                cum_b[x + 1, base + u] += vals[u] * v
+                for d in range(_BW - u):
+                    cum_a[x + 1, base + u, d] += vals[u] * vals[u + d]
+
+
+@numba.njit(**HELPER)
+def _solve_band8(m, rhs, chol, coef):
+    """Solve the symmetric banded system (``m[i, d]`` = element ``(i, i + d)``,
+    ``d < 8``) by Cholesky; False if not positive definite."""
+    n = m.shape[0]
+    dmax = 0.0
+    for i in range(n):
+        if m[i, 0] > dmax:
+            dmax = m[i, 0]
+    if not dmax > 0.0:
+        return False
+    ridge = _RIDGE * dmax
+    for j in range(n):
+        s = m[j, 0] + ridge
+        for k in range(max(0, j - _BW + 1), j):
+            v = chol[k, j - k]
+            s -= v * v
+        if not s > 0.0:
+            return False
+        ljj = np.sqrt(s)
+        chol[j, 0] = ljj
+        for d in range(1, _BW):
+            i = j + d
+            if i >= n:
+                chol[j, d] = 0.0
+                continue
+            s = m[j, d]
+            for k in range(max(0, i - _BW + 1), j):
+                s -= chol[k, i - k] * chol[k, j - k]
+            chol[j, d] = s / ljj
+    for i in range(n):  # L z = rhs
+        s = rhs[i]
+        for k in range(max(0, i - _BW + 1), i):
+            s -= chol[k, i - k] * coef[k]
+        coef[i] = s / chol[i, 0]
+    for i in range(n - 1, -1, -1):  # L^T c = z
+        s = coef[i]
+        for k in range(i + 1, min(n, i + _BW)):
+            s -= chol[i, k - i] * coef[k]
+        coef[i] = s / chol[i, 0]
+    return True
+
+
+@numba.njit(**HELPER)
+def _window_system(cum_a, cum_b, lo, hi, skip, lam, pen, m, rhs):
+    """Normal equations of columns ``lo .. hi`` but ``skip`` (-1: none), with half the
+    penalty ``lam`` on each profile, into ``m`` (band) and ``rhs``."""
+    n2 = cum_b.shape[1]
+    ncoef = n2 // 2
+    for i in range(n2):
+        rhs[i] = cum_b[hi + 1, i] - cum_b[lo, i]
+        for d in range(_BW):
+            m[i, d] = cum_a[hi + 1, i, d] - cum_a[lo, i, d]
+        if skip >= 0:
+            rhs[i] -= cum_b[skip + 1, i] - cum_b[skip, i]
+            for d in range(_BW):
+                m[i, d] -= cum_a[skip + 1, i, d] - cum_a[skip, i, d]
+    for k in range(ncoef):
+        for d in range(3):
+            if k + d < ncoef:
+                for p in range(2):
+                    m[2 * k + p, 2 * d] += 0.5 * lam * pen[k, d]
+
+
+@numba.njit(**HELPER)
+def _one_profile_system(m, rhs, ata1, aty1):
+    """The single-profile normal equations (``f1 = f2``) summed out of the two-profile
+    ones: the design ``B`` is ``(1 - r) B + r B``."""
+    ncoef = rhs.shape[0] // 2
+    for k in range(ncoef):
+        aty1[k] = rhs[2 * k] + rhs[2 * k + 1]
+        for d in range(4):
+            if k + d >= ncoef:
+                ata1[k, d] = 0.0
+                continue
+            i0 = 2 * k
+            j0 = 2 * (k + d)
+            # elements (i0 + p, j0 + q) of the symmetric band, p, q in {0, 1}
+            v = 0.0
+            for p in range(2):
+                for q in range(2):
+                    a = i0 + p
+                    b = j0 + q
+                    if a > b:
+                        a, b = b, a
+                    if b - a < _BW:
+                        v += m[a, b - a]
+            ata1[k, d] = v
+
+
+@numba.njit(cache=True, nogil=True)
+def _cross_validation(flux, alpha, regions, rid, row0, row1, a0, a1, nknots, total, share,
+                      complete, keep, window, lam, pen, pen1, cum_a, cum_b, old_native, out):
+    """
+    Leave-one-column-out prediction errors of the single- and the two-profile models.
+
+    For every complete column the first fit modelled, both models are fitted to the
+    window without that column and predict its pixels, with the column's measured
+    amplitudes (its sum, and its shares for two profiles); ``out`` receives the sums
+    of squared errors ``(single, two)`` and the number of columns.
+    """
+    nx = flux.shape[1]
+    n2 = cum_b.shape[1]
+    ncoef = n2 // 2
+    inv_h = nknots / (a1 - a0)
+    m = np.empty((n2, _BW))
+    rhs = np.empty(n2)
+    chol = np.empty((n2, _BW))
+    coef = np.empty(n2)
+    ata1 = np.empty((ncoef, 4))
+    aty1 = np.empty(ncoef)
+    chol1 = np.empty((ncoef, 4))
+    coef1 = np.empty(ncoef)
+    vals = np.empty(_BW)
+    sse1 = 0.0
+    sse2 = 0.0
+    ncols = 0
+    for x in range(nx):
+        if not complete[x]:
+            continue
+        modelled = False
+        for y in range(row0, row1 + 1):
+            if regions[y, x] == rid and np.isfinite(old_native[y, x]):
+                modelled = True
+                break
+        if not modelled:
+            continue
+        _window_system(cum_a, cum_b, max(0, x - window), min(nx - 1, x + window), x, lam, pen,
+                       m, rhs)
+        if not _solve_band8(m, rhs, chol, coef):
+            continue
+        # the penalty is already in m (half on each profile): summed, it is lam on f
+        _one_profile_system(m, rhs, ata1, aty1)
+        if not solve_banded(ata1, pen1, 0.0, aty1, chol1, coef1):
+            continue
+        r = share[x]
+        q = 1.0 - r
+        s = total[x]
+        e1 = 0.0
+        e2 = 0.0
+        for y in range(row0, row1 + 1):
+            if regions[y, x] != rid or not keep[y, x] or not np.isfinite(old_native[y, x]):
+                continue
+            base = _pixel_terms(alpha[y, x], a0, inv_h, nknots, q, r, vals)
+            v2 = 0.0
+            v1 = 0.0
+            for mm in range(4):
+                v2 += vals[2 * mm] * coef[base + 2 * mm] + vals[2 * mm + 1] * coef[base + 2 * mm + 1]
+                v1 += (vals[2 * mm] + vals[2 * mm + 1]) * coef1[base // 2 + mm]
+            d1 = flux[y, x] - s * v1
+            d2 = flux[y, x] - s * v2
+            e1 += d1 * d1
+            e2 += d2 * d2
+        sse1 += e1
+        sse2 += e2
+        ncols += 1
+    out[0] = sse1
+    out[1] = sse2
+    out[2] = ncols
+
+
+@numba.njit(cache=True, nogil=True)
+def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0, j1, a0, a1,
+                      nknots, total, share, complete, keep, window, lam, pen, cum_a, cum_b,
+                      old_native, old_os, new_native, new_os, chosen):  # fmt: skip
+    """For every complete column the first fit modelled: solve the window's penalised
+    normal equations (prefix sums ``cum_a``, ``cum_b``) and write the two-profile model
+    at the column's native and oversampled pixels where the first fit wrote one, if the
+    column passes the tests of the module docstring (``chosen[x]`` = 1), else copy the
+    first fit's (``chosen[x]`` = 0). ``new_native`` and ``new_os`` hold the region's rows
+    only: native rows ``row0 .. row1`` and oversampled rows ``j0 .. j1 - 1``."""
+    nx = flux.shape[1]
+    n2 = cum_b.shape[1]
+    ncoef = n2 // 2
+    inv_h = nknots / (a1 - a0)
+    m = np.empty((n2, _BW))
+    rhs = np.empty(n2)
+    chol = np.empty((n2, _BW))
+    coef = np.empty(n2)
+    vals = np.empty(_BW)
+    for x in range(nx):
+        chosen[x] = 0
+        if not complete[x]:
+            continue
+        modelled = False
+        for y in range(row0, row1 + 1):
+            if regions[y, x] == rid and np.isfinite(old_native[y, x]):
+                modelled = True
+                break
+        if not modelled:
+            continue
+        _window_system(cum_a, cum_b, max(0, x - window), min(nx - 1, x + window), -1, lam, pen,
+                       m, rhs)
+        if not _solve_band8(m, rhs, chol, coef):
+            continue
+        # the column's amplitudes of the two profiles: least squares on its own pixels
+        # (a matched filter; the shares from sums carry the noise of every pixel)
+        g11 = 0.0
+        g12 = 0.0
+        g22 = 0.0
+        h1 = 0.0
+        h2 = 0.0
+        for y in range(row0, row1 + 1):
+            if regions[y, x] != rid or not keep[y, x] or not np.isfinite(old_native[y, x]):
+                continue
+            base = _pixel_terms(alpha[y, x], a0, inv_h, nknots, 1.0, 0.0, vals)
+            p1 = 0.0
+            p2 = 0.0
+            for mm in range(4):
+                p1 += vals[2 * mm] * coef[base + 2 * mm]
+                p2 += vals[2 * mm] * coef[base + 2 * mm + 1]
+            g11 += p1 * p1
+            g12 += p1 * p2
+            g22 += p2 * p2
+            h1 += p1 * flux[y, x]
+            h2 += p2 * flux[y, x]
+        det = g11 * g22 - g12 * g12
+        if not det > 1e-12 * (g11 * g22):
+            continue
+        t1 = (g22 * h1 - g12 * h2) / det
+        t2 = (g11 * h2 - g12 * h1) / det
+        # (a) the column's native pixels: no worse than the first fit
+        rss_new = 0.0
+        rss_old = 0.0
+        for y in range(row0, row1 + 1):
+            if regions[y, x] != rid or not np.isfinite(old_native[y, x]):
+                continue
+            base = _pixel_terms(alpha[y, x], a0, inv_h, nknots, t1, t2, vals)
+            v = 0.0
+            for u in range(_BW):
+                v += vals[u] * coef[base + u]
+            new_native[y - row0, x] = v
+            d_new = flux[y, x] - new_native[y - row0, x]
+            d_old = flux[y, x] - old_native[y, x]
+            rss_new += d_new * d_new
+            rss_old += d_old * d_old
+        ok = rss_new <= rss_old
+        # (b) the oversampled pixels: no runaway between the samples
+        peak = 0.0
+        for j in range(j0, j1):
+            if regions[near[j], x] == rid and np.isfinite(old_os[j, x]):
+                peak = max(peak, abs(old_os[j, x]))
+        for j in range(j0, j1):
+            if not ok:
+                break
+            if regions[near[j], x] != rid or not np.isfinite(old_os[j, x]):
+                continue
+            base = _pixel_terms(alpha_os[j, x], a0, inv_h, nknots, t1, t2, vals)
+            v = 0.0
+            for u in range(_BW):
+                v += vals[u] * coef[base + u]
+            new_os[j - j0, x] = v
+            if abs(new_os[j - j0, x] - old_os[j, x]) > MAX_CHANGE * peak:
+                ok = False
+        if ok:
+            chosen[x] = 1
+        else:  # the first fit's column
+            for y in range(row0, row1 + 1):
+                if regions[y, x] == rid:
+                    new_native[y - row0, x] = old_native[y, x]
+            for j in range(j0, j1):
+                if regions[near[j], x] == rid:
+                    new_os[j - j0, x] = old_os[j, x]
+
+
+def _mean_profile(model_native, alpha, regions, rid, row0, row1, a0, a1, nbins):
+    """The region's normalised model, averaged over columns in ``nbins`` alpha bins."""
+    rows = slice(row0, row1 + 1)
+    inside = (regions[rows] == rid) & np.isfinite(model_native[rows]) & np.isfinite(alpha[rows])
+    a = alpha[rows][inside]
+    m = model_native[rows][inside]
+    idx = np.clip(((a - a0) / (a1 - a0) * nbins).astype(np.int64), 0, nbins - 1)
+    num = np.bincount(idx, weights=m, minlength=nbins)
+    den = np.bincount(idx, minlength=nbins)
+    centres = a0 + (np.arange(nbins) + 0.5) * (a1 - a0) / nbins
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return centres, np.where(den > 0, num / np.maximum(den, 1), np.nan)
+
+
+def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params):
+    """
+    Replace the trace model of the fitted regions, column by column, by the
+    two-profile model of the module docstring where it passes its tests.
+
+    Parameters
+    ----------
+    fit : atm_step.core.trace_fit.TraceFit
+        The first fit; ``spline_native`` and ``spline_os`` are updated in place
+        (``model_native``, which defines the compact-source band, is not).
+    work : ndarray of float64, shape (ny, nx)
+        The image the first fit modelled.
+    err : ndarray of float64, shape (ny, nx), or None
+        Pixel errors, for the rejection (None: the rms of the residuals).
+    alpha, regions : ndarray, shape (ny, nx)
+    alpha_os : ndarray of float64, shape (ny_os, nx)
+    near : ndarray of int64, shape (ny_os,)
+        `atm_step.core.grid.nearest_native_row`.
+    params : FitParameters
+
+    Returns
+    -------
+    int
+        Number of columns whose model was replaced, over all regions.
+    """
+    geom = fit.geometry
+    nx = work.shape[1]
+    shared = fit.spline_os is fit.spline_native
+    n_replaced = 0
+    for k, rid in enumerate(geom.ids.tolist()):
+        row0, row1 = int(geom.row0[k]), int(geom.row1[k])
+        a0, a1 = float(geom.alpha_min[k]), float(geom.alpha_max[k])
+        if not (a1 > a0 and np.isfinite(geom.dalpha[k]) and geom.dalpha[k] > 0):
+            continue
+        nknots = int(fit.nknots[k])
+        ncoef = nknots + 3
+        centres, profile = _mean_profile(fit.model_native, alpha, regions, rid, row0, row1,
+                                         a0, a1, 4 * nknots)
+        split = split_point(centres, profile, centroid=True)
+        if split is None:
+            continue
+        drow = float(geom.dalpha[k])
+        if peak_fwhm(centres, profile) < MIN_FWHM_ROWS * drow:
+            continue
+        width = SPLIT_WIDTH_ROWS * drow
+        total, share, complete = column_shares(work, alpha, regions, rid, row0, row1, split,
+                                               width)
+        if not complete.any():
+            continue
+        rows = slice(row0, row1 + 1)
+        inside = regions[rows] == rid
+        sigma = None
+        if err is not None:
+            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+                w = 1.0 / (1.0 + np.exp(-(np.where(inside, alpha[rows], split) - split) / width))
+                e = np.where(inside & np.isfinite(err[rows]), err[rows], 0.0)
+                sigma = np.sqrt(np.sum(((w - share[None, :]) * e) ** 2, axis=0)) / np.abs(total)
+        change, noise = share_change(share, complete, sigma)
+        if not (change >= SHARE_SNR * noise and change >= MIN_SHARE_CHANGE):
+            continue
+        npix = int(np.count_nonzero(inside & np.isfinite(work[rows]) & np.isfinite(alpha[rows])))
+        lam = float(fit.penalty[k]) * npix / nx * (2 * params.window + 1) / ncoef
+        pen = difference_penalty(ncoef, params.penalty_order)
+        if shared:
+            j0, j1 = row0, row1 + 1
+            a_os, near_k = alpha, np.arange(work.shape[0], dtype=np.int64)
+        else:
+            j0, j1 = (int(v) for v in np.searchsorted(near, [row0, row1 + 1]))
+            a_os, near_k = alpha_os, near
+        keep = np.ones(work.shape, dtype=bool)
+        chosen = np.zeros(nx, dtype=np.int64)
+        for attempt in range(2):
+            new_native = fit.spline_native[rows].copy()
+            new_os = new_native if shared else fit.spline_os[j0:j1].copy()
+            cum_a = np.zeros((nx + 1, 2 * ncoef, _BW))
+            cum_b = np.zeros((nx + 1, 2 * ncoef))
+            _column_normals(work, alpha, regions, rid, row0, row1, a0, a1, nknots, total, share,
+                            complete, keep, cum_a, cum_b)
+            if attempt == 0:
+                cv = np.zeros(3)
+                _cross_validation(work, alpha, regions, rid, row0, row1, a0, a1, nknots, total,
+                                  share, complete, keep, int(params.window), lam, pen, pen,
+                                  cum_a, cum_b, fit.spline_native, cv)
+                if not (cv[2] > 0 and cv[1] < CV_GAIN * cv[0]):
+                    log.debug("Region %d: one profile kept (cross-validated error %.3g vs %.3g)",
+                              rid, cv[1], cv[0])
+                    break
+            _fit_two_profiles(work, alpha, regions, a_os, near_k, rid, row0, row1, j0, j1, a0, a1,
+                              nknots, total, share, complete, keep, int(params.window), lam, pen,
+                              cum_a, cum_b, fit.spline_native, fit.spline_os, new_native, new_os,
+                              chosen)
+            if attempt == 1:
+                break
+            # one pass of rejection against the new model, then the final fit
+            resid = work[rows] - new_native
+            good = inside & np.isfinite(resid)
+            if err is not None:
+                scale = np.where(np.isfinite(err[rows]) & (err[rows] > 0), err[rows], np.inf)
+            else:
+                med = np.median(np.abs(resid[good])) if good.any() else 0.0
+                scale = np.full(resid.shape, 1.4826 * med if med > 0 else np.inf)
+            bad = good & (np.abs(resid) > REJECT_SIGMA * scale)
+            if not bad.any():
+                break
+            keep[rows] &= ~bad
+        fit.spline_native[rows][inside] = new_native[inside]
+        if not shared:
+            inside_os = regions[near[j0:j1], :] == rid
+            fit.spline_os[j0:j1][inside_os] = new_os[inside_os]
+        n_replaced += int(chosen.sum())
+    log.debug("Two-profile trace model in %d columns", n_replaced)
+    return n_replaced
