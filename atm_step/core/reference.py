@@ -8,6 +8,7 @@ kernels can be checked against it. `reference_region_model` is the bare
 least-squares part by :func:`scipy.interpolate.make_lsq_spline`.
 `reference_shrink_band_residual` is the Wiener-weighted residual of
 `atm_step.core.combine.shrink_band_residual`, in whole-array NumPy.
+`reference_two_profile_column` is one column of `atm_step.core.two_profile`, dense.
 """
 
 import numpy as np
@@ -25,6 +26,7 @@ __all__ = [
     "reference_column_scale_offset",
     "reference_fit_region",
     "reference_shrink_band_residual",
+    "reference_two_profile_column",
 ]
 
 
@@ -485,3 +487,53 @@ def reference_shrink_band_residual(trace, residual, band, sigma, regions_os, k):
     out[use] = w[use] * r[use] + lost[run[use]] / count[run[use]]
     res = out.reshape(nx, ny).T
     return trace + res, res
+
+
+def _design(alpha, knots):
+    """Dense cubic B-spline design matrix on ``knots`` (scipy)."""
+    return BSpline.design_matrix(alpha, knots, 3).toarray()
+
+
+def reference_two_profile_column(flux, alpha, regions, rid, row0, row1, a0, a1, nknots, total,
+                                 share, complete, keep, window, lam, penalty_order, x):
+    """
+    The two-profile model of column ``x`` (`atm_step.core.two_profile`), dense.
+
+    The window's complete columns enter ``y / total`` on the design
+    ``[(1 - share) B, share B]`` with half of ``lam`` times the ``penalty_order``
+    difference penalty on each profile, solved by `scipy.linalg.solve`; the column's
+    two amplitudes are then fitted to its pixels by `numpy.linalg.lstsq`.
+
+    Returns
+    -------
+    rows : ndarray of int
+        Native rows of column ``x`` in the region (kept pixels).
+    model : ndarray of float64
+        The two-profile model there.
+    """
+    ncoef = nknots + 3
+    knots = uniform_knot_vector(a0, a1, nknots)
+    nx = flux.shape[1]
+    blocks, values = [], []
+    for c in range(max(0, x - window), min(nx - 1, x + window) + 1):
+        if not complete[c]:
+            continue
+        ys = [y for y in range(row0, row1 + 1)
+              if regions[y, c] == rid and keep[y, c] and np.isfinite(alpha[y, c])
+              and np.isfinite(flux[y, c])]  # fmt: skip
+        if not ys:
+            continue
+        b = _design(np.clip(alpha[ys, c], a0, a1), knots)
+        blocks.append(np.hstack([(1 - share[c]) * b, share[c] * b]))
+        values.append(flux[ys, c] / total[c])
+    design = np.vstack(blocks)
+    dmat = difference_matrix(ncoef, penalty_order)
+    normal = design.T @ design + 0.5 * lam * np.kron(np.eye(2), dmat.T @ dmat)
+    normal[np.diag_indices_from(normal)] += 1e-10 * normal.diagonal().max()
+    coef = scipy.linalg.solve(normal, design.T @ np.concatenate(values), assume_a="pos")
+    rows = np.array([y for y in range(row0, row1 + 1)
+                     if regions[y, x] == rid and keep[y, x] and np.isfinite(flux[y, x])])  # fmt: skip
+    b = _design(np.clip(alpha[rows, x], a0, a1), knots)
+    p1, p2 = b @ coef[:ncoef], b @ coef[ncoef:]
+    t = np.linalg.lstsq(np.column_stack([p1, p2]), flux[rows, x], rcond=None)[0]
+    return rows, t[0] * p1 + t[1] * p2
