@@ -121,19 +121,22 @@ def test_gates_keep_one_profile_where_two_do_not_help(recipe, fwhm, noisy):
     np.testing.assert_array_equal(out[0], out[1])
 
 
-def test_a_star_on_a_line_nebula_keeps_its_accuracy():
-    """The nebula's lines change the shares, so the region passes the share test; the
-    per-column test (no worse on the native pixels) keeps the single profile where two
-    would model the nebula's changing share as sub-pixel structure (measured without
-    it: 0.85% -> 1.09%)."""
-    scene = _scene("star_on_nebula", 2.0)
-    flux = G.noise_free_flux(scene)
+@pytest.mark.parametrize("fwhm", [1.5, 2.0])
+def test_a_star_on_a_line_nebula_keeps_its_accuracy(fwhm):
+    """The nebula's lines change the shares, so the star's slices pass the share test.
+    Their second component is the background model (`atm_step.core.background`), and
+    two profiles would model the nebula's changing share as sub-pixel structure, so
+    those regions are left out; the per-column test (no worse on the native pixels)
+    guards the others."""
+    scene = _scene("star_on_nebula", fwhm)
     _, alpha_os = scene.oversampled_alpha(3)
-    err = {on: _rms_error(scene, adaptive_trace_model(
-        flux, scene.alpha, scene.regions, err=scene.err, oversample=3, alpha_os=alpha_os,
-        parameters=replace(PRESET, two_profiles=on))) for on in (False, True)}
-    print(f"star on nebula FWHM 2: one profile {err[False]:.3f}%, two {err[True]:.3f}%")
-    assert err[True] <= err[False] + 0.01
+    for flux in (G.noise_free_flux(scene), scene.flux):
+        out = [adaptive_trace_model(flux, scene.alpha, scene.regions, err=scene.err, oversample=3,
+                                    alpha_os=alpha_os, parameters=replace(PRESET, two_profiles=on))
+               for on in (False, True)]
+        err = [_rms_error(scene, r) for r in out]
+        print(f"star on nebula FWHM {fwhm}: one profile {err[0]:.3f}%, two {err[1]:.3f}%")
+        assert err[1] <= err[0] + 0.01
 
 
 def test_outliers_are_rejected_from_the_two_profile_fit(binary):

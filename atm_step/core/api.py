@@ -363,19 +363,20 @@ def _refit_without_background(fit, band, near_band, work, alpha, regions, alpha_
     spline model (`atm_step.core.background`). Updates ``fit`` in place; its
     normalised model, which defines ``band``, stays that of the first fit, so ``band``
     holds for the refitted model too. ``near_band`` is `combine.band_pixels` of ``band``.
+    Returns the ids of the regions whose refit was kept.
     """
     ids, bg_native, bg_os = background.extended_background(
         work, alpha, regions, alpha_os, near, band, fit.geometry, params.background_rows,
         window=params.window,
     )
     if ids.size == 0:
-        return
+        return []
     refit = trace_fit.fit_regions(work - bg_native, alpha, regions, ids, alpha_os, near, params,
                                   labels=labels)
     # keep a refit only where it models the band's pixels at least as well as the
     # first fit: a refit that follows the noise (a faint compact source left after
     # removing a bright background) is discarded
-    kept = 0
+    kept = []
     geom = refit.geometry
     for k, rid in enumerate(geom.ids.tolist()):
         rows = slice(int(geom.row0[k]), int(geom.row1[k]) + 1)
@@ -393,7 +394,7 @@ def _refit_without_background(fit, band, near_band, work, alpha, regions, alpha_
             log.debug("Region %d: background refit discarded (band rms %.3g vs %.3g)",
                       rid, r_new, r_old)
             continue
-        kept += 1
+        kept.append(rid)
         fit.spline_native[rows][inside] = (refit.spline_native[rows][inside]
                                            + bg_native[rows][inside])
         if fit.spline_os is not fit.spline_native:
@@ -403,7 +404,8 @@ def _refit_without_background(fit, band, near_band, work, alpha, regions, alpha_
                                                + bg_os[j0:j1][inside_os])
         fit.counts[np.searchsorted(fit.geometry.ids, rid)] = refit.counts[k]
     log.info("Trace model refitted without the extended emission under the band in %d regions",
-             kept)
+             len(kept))
+    return kept
 
 
 def _model_image(
@@ -455,12 +457,18 @@ def _model_image(
     # II.5: the compact-source band, from the first fit's normalised model
     band = combine.compact_source_band(fit, regions, alpha, slope_limit, pad)
     refit = params.background_rows > 0 and slope_limit > 0 and fit.geometry.ids.size
+    with_background = []
     if refit:
-        _refit_without_background(fit, band, combine.band_pixels(band, regions, alpha), work,
-                                  alpha, regions, alpha_os, near, params, labels)
+        with_background = _refit_without_background(
+            fit, band, combine.band_pixels(band, regions, alpha), work, alpha, regions, alpha_os,
+            near, params, labels,
+        )
 
     if params.two_profiles and fit.geometry.ids.size:
-        two_profile.two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params)
+        # a region given a background model holds a compact source on extended
+        # emission: that model is its second component
+        two_profile.two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params,
+                                      skip=with_background)
 
     # IV: errors and variances are oversampled in the same pass as the flux
     sigmas, sigma_names, squared = (None, [], None)
