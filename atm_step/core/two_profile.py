@@ -38,8 +38,10 @@ one source on smooth emission, changes its shares only with the slowly drifting 
 phase, and keeps the single profile: there the extra freedom would model sampling, not
 sources (measured: the isolated star at FWHM 2 px would go from 0.59% to 0.97% noise-free).
 The region's brightest peak must be at least ``MIN_FWHM_ROWS`` native rows wide: on a
-sharper profile the window's sampling cannot support twice the coefficients (the
-binaries at FWHM 1 px got worse). Per column: where the first fit modelled it, its
+sharper profile the shares follow the pixel phase too, and two profiles model the
+sampling instead of the sources (the binaries at FWHM 1 px, 1.32 rows, got worse; the
+G395H-like two sources of docs/validation.md, 1.43 rows, went from 3.6% to 8.7% rms
+error against truth). Per column: where the first fit modelled it, its
 pixels are all finite (its sum is then its flux), and the new model fits its native
 pixels no worse than the first fit. A region given a background model
 (`atm_step.core.background`: a compact source on extended emission) is left out: that
@@ -72,9 +74,11 @@ SHARE_MEDIAN_COLUMNS = 11
 SHARE_SNR = 5.0
 MIN_SHARE_CHANGE = 0.002
 #: the region's brightest peak must be at least this wide (FWHM of the mean normalised
-#: model, native rows): on a sharper profile the window's sampling cannot support
-#: twice the coefficients
-MIN_FWHM_ROWS = 1.4
+#: model, native rows): on a sharper profile the shares follow the pixel phase, and two
+#: profiles model the sampling. Set between the measured cases: 1.32 rows (the grid's
+#: binaries at FWHM 1 px) and 1.43 (the G395H-like scenes) got worse, 1.76 and wider
+#: (the binaries at 1.5-2.5 px) better; between 1.43 and 1.76 nothing was measured
+MIN_FWHM_ROWS = 1.6
 #: outliers: residuals beyond this many pixel errors (or robust rms of the residuals,
 #: if larger) are left out, in at most ``REJECT_PASSES`` passes
 REJECT_SIGMA = 5.0
