@@ -67,8 +67,8 @@ class AdaptiveTraceModelStep(Step):
     Accepts the same parameters as jwst 3.0's ``adaptive_trace_model`` step, with the
     same meanings and defaults, except that ``skip`` defaults to False. The extra
     tuning parameters (``nknots``, ``window``, ``pad``, ``sigma_reject``,
-    ``max_iter``, ``gap_ratio``, ``residual_shrinkage``) default to None, meaning the
-    observing mode's preset (`atm_step.core.FitParameters`).
+    ``max_iter``, ``gap_ratio``, ``residual_shrinkage``, ``two_profiles``) default to
+    None, meaning the observing mode's preset (`atm_step.core.FitParameters`).
 
     Supported inputs: NIRSpec IFU and MIRI MRS ``IFUImageModel``; NIRSpec fixed-slit,
     BOTS and MOS ``SlitModel`` and ``MultiSlitModel``; MIRI LRS fixed-slit and slitless
@@ -110,6 +110,7 @@ class AdaptiveTraceModelStep(Step):
     max_iter = integer(default=None) # Fit-and-reject passes per column (None: preset)
     gap_ratio = float(default=None) # Largest sampling gap, in knot intervals, before reusing a fit
     residual_shrinkage = float(default=None) # Wiener weight of the band's residual model, in errors (0: off; None: mode preset, 1 for NIRSpec IFU and MIRI MRS)
+    two_profiles = boolean(default=None) # Two profiles for two sources with different spectra in a slice (None: mode preset, on for NIRSpec IFU)
     """  # noqa: E501
 
     @classmethod
@@ -270,7 +271,8 @@ class AdaptiveTraceModelStep(Step):
 
     # ------------------------------------------------------------------
     def _tuning(self):
-        names = ("nknots", "window", "sigma_reject", "max_iter", "gap_ratio", "residual_shrinkage")
+        names = ("nknots", "window", "sigma_reject", "max_iter", "gap_ratio", "residual_shrinkage",
+                 "two_profiles")
         return {k: getattr(self, k) for k in names if getattr(self, k, None) is not None}
 
     def _n_cores(self, n_regions):

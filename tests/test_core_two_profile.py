@@ -212,3 +212,17 @@ def test_split_point_share_change_and_peak_width():
     lines[::37] += 0.1  # one source's emission lines
     change, _ = two_profile.share_change(lines + rng.normal(0, 1e-4, 400), complete)
     assert change > 0.01
+
+
+def test_step_parameter_switches_the_preset():
+    from atm_step import AdaptiveTraceModelStep
+
+    assert PRESET.two_profiles is True
+    assert FitParameters.miri_mrs("MIRIFULONG").two_profiles is False
+    assert FitParameters.nirspec_slit().two_profiles is False
+    step = AdaptiveTraceModelStep(two_profiles=False)
+    assert step._tuning() == {"two_profiles": False}
+    assert PRESET.with_overrides(**step._tuning()).two_profiles is False
+    assert AdaptiveTraceModelStep()._tuning() == {}
+    with pytest.raises(ValueError, match="two_profiles"):
+        FitParameters(two_profiles=1)
