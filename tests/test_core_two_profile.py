@@ -54,29 +54,44 @@ def test_window_fit_equals_the_dense_reference(binary):
     two_profile._column_normals(flux, alpha, regions, rid, row0, row1, a0, a1, nknots, total,
                                 share, complete, keep, cum_a, cum_b)
     pen = difference_penalty(ncoef, 2)
-    # a first fit 10% off everywhere, so that every column takes the new model
     old = np.where(inside, 1.1 * flux, np.nan)
     new = old[row0:row1 + 1].copy()
     chosen = np.zeros(nx, dtype=np.int64)
     near = np.arange(flux.shape[0], dtype=np.int64)
+    rss = np.zeros((nx, 2))
     two_profile._fit_two_profiles(flux, alpha, regions, alpha, near, rid, row0, row1, row0,
                                   row1 + 1, a0, a1, nknots, total, share, complete, keep, window,
-                                  lam, pen, cum_a, cum_b, old, old, new, new, chosen)
+                                  lam, pen, cum_a, cum_b, old, old, new, new, chosen, rss)
     assert chosen.sum() == nx
+    # the new model fits the binary's columns better than one 10% off
+    assert np.all(rss[:, 0] < rss[:, 1])
     for x in (0, 30, 200, 399):
         rows, model = reference_two_profile_column(flux, alpha, regions, rid, row0, row1, a0, a1,
                                                    nknots, total, share, complete, keep, window,
                                                    lam, 2, x)
         np.testing.assert_allclose(new[rows - row0, x], model, rtol=1e-7,
                                    atol=1e-9 * np.abs(model).max())
-    # a first fit that is exact keeps every column: the new model cannot fit better
-    new = flux[row0:row1 + 1].copy()
-    exact = np.where(inside, flux, np.nan)
-    two_profile._fit_two_profiles(flux, alpha, regions, alpha, near, rid, row0, row1, row0,
-                                  row1 + 1, a0, a1, nknots, total, share, complete, keep, window,
-                                  lam, pen, cum_a, cum_b, exact, exact, new, new, chosen)
-    assert chosen.sum() == 0
-    np.testing.assert_array_equal(new[inside[row0:row1 + 1]], flux[inside])
+
+
+def test_a_region_keeps_a_first_fit_that_fits_better(binary):
+    """The region takes the two profiles only if they fit its pixels no worse: a first
+    fit equal to the data is kept, untouched (and the binary's real first fit is not)."""
+    scene, flux = binary
+    rid, row0, row1 = _slice_of_peak(scene, flux)
+    regions = scene.regions.astype(np.int64)
+    alpha = np.where(regions > 0, scene.alpha, np.nan)
+    _, alpha_os = scene.oversampled_alpha(3)
+    near = grid.nearest_native_row(flux.shape[0], 3)
+    fit = trace_fit.fit_regions(flux, alpha, regions, np.array([rid]), alpha_os, near, PRESET)
+    assert two_profile.two_profile_refit(copy.deepcopy(fit), flux, scene.err, alpha, regions,
+                                         alpha_os, near, PRESET) > 300
+    inside = (regions == rid) & np.isfinite(fit.spline_native)
+    fit.spline_native[inside] = flux[inside]
+    before = (fit.spline_native.copy(), fit.spline_os.copy())
+    assert two_profile.two_profile_refit(fit, flux, scene.err, alpha, regions, alpha_os, near,
+                                         PRESET) == 0
+    np.testing.assert_array_equal(fit.spline_native, before[0])
+    np.testing.assert_array_equal(fit.spline_os, before[1])
 
 
 def _rms_error(scene, result):
@@ -139,7 +154,7 @@ def test_profiles_at_the_width_limit_keep_one_profile(name):
     np.testing.assert_array_equal(out[0], out[1])
 
 
-@pytest.mark.parametrize("fwhm", [1.5, 2.0])
+@pytest.mark.parametrize("fwhm", [1.5, 2.0, 2.5])
 def test_a_star_on_a_line_nebula_keeps_its_accuracy(fwhm):
     """The nebula's lines change the shares, so the star's slices pass the share test.
     Their second component is the background model (`atm_step.core.background`), and
