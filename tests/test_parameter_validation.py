@@ -46,15 +46,19 @@ def test_fit_parameters_accept_presets_and_edges():
     assert FitParameters(nknots=1000).nknots == 1000
 
 
+@pytest.mark.parametrize("name", ["scale_offset", "two_profiles"])
 @pytest.mark.parametrize("value", ["yes", 1, None])
-def test_scale_offset_must_be_a_bool(value):
-    with pytest.raises(ValueError, match="parameter scale_offset=.* must be True or False"):
-        FitParameters(scale_offset=value)
+def test_switches_must_be_bools(name, value):
+    with pytest.raises(ValueError, match=f"parameter {name}=.* must be True or False"):
+        FitParameters(**{name: value})
 
 
 def test_every_fit_parameter_has_a_range():
-    """A new FitParameters field must declare its allowed values in LIMITS."""
-    names = {f.name for f in dataclasses.fields(FitParameters)} - {"column_order", "scale_offset"}
+    """A new FitParameters field must declare its allowed values in LIMITS (the
+    switches, checked as bools, and the column order, checked against its names,
+    apart)."""
+    names = {f.name for f in dataclasses.fields(FitParameters)} - {
+        "column_order", "scale_offset", "two_profiles"}
     assert names <= set(LIMITS), f"no LIMITS entry for {sorted(names - set(LIMITS))}"
 
 

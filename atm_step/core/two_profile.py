@@ -32,29 +32,30 @@ blend).
 When
 ----
 In a region (a slice) whose shares change from column to column, after their running
-median is taken out, by at least ``SHARE_SNR`` times their noise (from the pixel
-errors) and ``MIN_SHARE_CHANGE``: two sources with different spectra. One source, or
-one source on smooth emission, changes its shares only with the slowly drifting pixel
-phase, and keeps the single profile: there the extra freedom would model sampling, not
-sources (measured: the isolated star at FWHM 2 px would go from 0.59% to 0.97% noise-free).
-The region's brightest peak must be at least ``MIN_FWHM_ROWS`` native rows wide: on a
+median is taken out, by at least ``SHARE_SNR`` times their noise (from the pixel errors)
+and ``MIN_SHARE_CHANGE``: two sources with different spectra. One source, or one source
+on smooth emission, changes its shares only with the slowly drifting pixel phase, and
+keeps the single profile: there the extra freedom would model sampling, not sources
+(measured: the isolated star at FWHM 2 px would go from 0.59% to 0.97% noise-free). The
+region's brightest peak must be at least ``MIN_FWHM_ROWS`` native rows wide: on a
 sharper profile the shares follow the pixel phase too, and two profiles model the
 sampling instead of the sources (the binaries at FWHM 1 px, 1.32 rows, got worse; the
 G395H-like two sources of docs/validation.md, 1.43 rows, went from 3.6% to 8.7% rms
-error against truth). The columns modelled are those the first fit modelled whose
-pixels are all finite (their sums are then their flux), and the region takes the two
-profiles only if they fit its pixels no worse than the first fit (sum of squared
-residuals over those columns). The test is made per region, not per column: a column
-that switched between the models with the noise added scatter to the aperture spectrum
-(the 0.33" binary at FWHM 2 px: 1.17x N = 1 per column, 1.08x per region). A region given a background model
-(`atm_step.core.background`: a compact source on extended emission) is left out: that
-model is its second component, and two profiles would read the nebula's changing share
-as sub-pixel structure (the grid's star on a line nebula at FWHM 2.5 px, noisy N = 3:
-0.47% -> 0.60%, aperture scatter 0.99x -> 1.23x N = 1). Up to two passes of rejection (``REJECT_SIGMA`` times the
-larger of the pixel error and the robust rms of the residuals; at most the largest
-0.2% of the region's pixels per pass, since the residuals of a model pulled by outliers
-spread over the window) drop outliers from the fit, from the test above, and from
-their columns' sums and shares, where the model replaces them.
+error against truth). The columns modelled are those the first fit modelled whose pixels
+are all finite (their sums are then their flux), and the region takes the two profiles
+only if they fit its pixels no worse than the first fit (sum of squared residuals over
+those columns). The test is made per region, not per column: a column that switched
+between the models with the noise added scatter to the aperture spectrum (the 0.33"
+binary at FWHM 2 px: 1.17x N = 1 per column, 1.08x per region). A region given a
+background model (`atm_step.core.background`: a compact source on extended emission) is
+left out: that model is its second component, and two profiles would read the nebula's
+changing share as sub-pixel structure (the grid's star on a line nebula at FWHM 2.5 px,
+noisy N = 3: 0.47% -> 0.60%, aperture scatter 0.99x -> 1.23x N = 1). Up to three passes
+of rejection (``REJECT_SIGMA`` times the larger of the pixel error and the robust rms of
+the residuals; at most the largest 0.2% of the region's pixels per pass, since the
+residuals of a model pulled by outliers spread over the window) drop outliers from the
+fit, from the test above, and from their columns' sums and shares, where the model
+replaces them.
 """
 
 import logging
