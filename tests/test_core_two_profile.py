@@ -29,6 +29,18 @@ def binary():
     return scene, G.noise_free_flux(scene)
 
 
+def _first_fit(scene, flux):
+    """The brightest slice's id and rows, the core's arrays and the first (single-profile)
+    fit of that slice."""
+    rid, row0, row1 = _slice_of_peak(scene, flux)
+    regions = scene.regions.astype(np.int64)
+    alpha = np.where(regions > 0, scene.alpha, np.nan)
+    _, alpha_os = scene.oversampled_alpha(3)
+    near = grid.nearest_native_row(flux.shape[0], 3)
+    fit = trace_fit.fit_regions(flux, alpha, regions, np.array([rid]), alpha_os, near, PRESET)
+    return (rid, row0, row1), (alpha, regions, alpha_os, near), fit
+
+
 def _slice_of_peak(scene, flux):
     y, x = np.unravel_index(np.nanargmax(flux), flux.shape)
     rid = int(scene.regions[y, x])
@@ -77,12 +89,7 @@ def test_a_region_keeps_a_first_fit_that_fits_better(binary):
     """The region takes the two profiles only if they fit its pixels no worse: a first
     fit equal to the data is kept, untouched (and the binary's real first fit is not)."""
     scene, flux = binary
-    rid, row0, row1 = _slice_of_peak(scene, flux)
-    regions = scene.regions.astype(np.int64)
-    alpha = np.where(regions > 0, scene.alpha, np.nan)
-    _, alpha_os = scene.oversampled_alpha(3)
-    near = grid.nearest_native_row(flux.shape[0], 3)
-    fit = trace_fit.fit_regions(flux, alpha, regions, np.array([rid]), alpha_os, near, PRESET)
+    (rid, _, _), (alpha, regions, alpha_os, near), fit = _first_fit(scene, flux)
     assert two_profile.two_profile_refit(copy.deepcopy(fit), flux, scene.err, alpha, regions,
                                          alpha_os, near, PRESET) > 300
     inside = (regions == rid) & np.isfinite(fit.spline_native)
@@ -180,12 +187,7 @@ def test_outliers_are_rejected_from_the_two_profile_fit(binary):
     outliers left in their columns' sums and shares), largest
     32% (132% without): a few columns switch between the two models."""
     scene, flux = binary
-    rid, row0, row1 = _slice_of_peak(scene, flux)
-    regions = scene.regions.astype(np.int64)
-    alpha = np.where(regions > 0, scene.alpha, np.nan)
-    _, alpha_os = scene.oversampled_alpha(3)
-    near = grid.nearest_native_row(flux.shape[0], 3)
-    fit = trace_fit.fit_regions(flux, alpha, regions, np.array([rid]), alpha_os, near, PRESET)
+    (_, row0, row1), (alpha, regions, alpha_os, near), fit = _first_fit(scene, flux)
     rng = np.random.default_rng(4)
     hot = flux.copy()
     cols = rng.choice(np.arange(60, 340), 6, replace=False)

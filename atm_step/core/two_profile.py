@@ -66,7 +66,7 @@ import numpy as np
 from atm_step.core.bspline import basis_values, difference_penalty
 from atm_step.core.jit import HELPER
 
-__all__ = ["split_point", "column_shares", "share_change", "peak_fwhm", "two_profile_refit"]
+__all__ = ["column_shares", "peak_fwhm", "share_change", "split_point", "two_profile_refit"]
 
 log = logging.getLogger(__name__)
 
@@ -239,6 +239,16 @@ def _pixel_terms(a, a0, inv_h, nknots, q, r, vals):
     return 2 * i
 
 
+@numba.njit(**HELPER)
+def _model_value(a, a0, inv_h, nknots, t1, t2, coef, vals):
+    """``t1 f1(a) + t2 f2(a)`` for the interleaved coefficients ``coef``."""
+    base = _pixel_terms(a, a0, inv_h, nknots, t1, t2, vals)
+    v = 0.0
+    for u in range(_BW):
+        v += vals[u] * coef[base + u]
+    return v
+
+
 @numba.njit(cache=True, nogil=True)
 def _column_normals(flux, alpha, regions, rid, row0, row1, a0, a1, nknots, total, share,
                     complete, keep, cum_a, cum_b):  # fmt: skip
@@ -279,8 +289,7 @@ def _solve_band8(m, rhs, chol, coef):
     n = m.shape[0]
     dmax = 0.0
     for i in range(n):
-        if m[i, 0] > dmax:
-            dmax = m[i, 0]
+        dmax = max(dmax, m[i, 0])
     if not dmax > 0.0:
         return False
     ridge = _RIDGE * dmax
@@ -349,7 +358,6 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
     ``row0 .. row1`` and oversampled rows ``j0 .. j1 - 1``."""
     nx = flux.shape[1]
     n2 = cum_b.shape[1]
-    ncoef = n2 // 2
     inv_h = nknots / (a1 - a0)
     m = np.empty((n2, _BW))
     rhs = np.empty(n2)
@@ -404,10 +412,7 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
         for y in range(row0, row1 + 1):
             if regions[y, x] != rid or not np.isfinite(old_native[y, x]):
                 continue
-            base = _pixel_terms(alpha[y, x], a0, inv_h, nknots, t1, t2, vals)
-            v = 0.0
-            for u in range(_BW):
-                v += vals[u] * coef[base + u]
+            v = _model_value(alpha[y, x], a0, inv_h, nknots, t1, t2, coef, vals)
             new_native[y - row0, x] = v
             if keep[y, x]:  # rejected outliers fit neither model
                 d_new = flux[y, x] - v
@@ -420,11 +425,8 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
         for j in range(j0, j1):
             if regions[near[j], x] != rid or not np.isfinite(old_os[j, x]):
                 continue
-            base = _pixel_terms(alpha_os[j, x], a0, inv_h, nknots, t1, t2, vals)
-            v = 0.0
-            for u in range(_BW):
-                v += vals[u] * coef[base + u]
-            new_os[j - j0, x] = v
+            new_os[j - j0, x] = _model_value(alpha_os[j, x], a0, inv_h, nknots, t1, t2, coef,
+                                             vals)
 
 
 def _mean_profile(model_native, alpha, regions, rid, row0, row1, a0, a1, nbins):
