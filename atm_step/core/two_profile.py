@@ -520,11 +520,14 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
             a_os, near_k = alpha_os, near
         keep = np.ones(work.shape, dtype=bool)
         chosen = np.zeros(nx, dtype=np.int64)
+        # prefix sums: row 0 is zero, every later row is written by `_column_normals`
+        cum_a = np.empty((nx + 1, 2 * ncoef, _BW))
+        cum_b = np.empty((nx + 1, 2 * ncoef))
+        cum_a[0] = 0.0
+        cum_b[0] = 0.0
         for attempt in range(REJECT_PASSES + 1):
             new_native = fit.spline_native[rows].copy()
             new_os = new_native if shared else fit.spline_os[j0:j1].copy()
-            cum_a = np.zeros((nx + 1, 2 * ncoef, _BW))
-            cum_b = np.zeros((nx + 1, 2 * ncoef))
             _column_normals(work, alpha, regions, rid, row0, row1, a0, a1, nknots, total, share,
                             complete, keep, cum_a, cum_b)
             rss = np.zeros((nx, 2))
