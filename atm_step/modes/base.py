@@ -153,9 +153,7 @@ def increasing_alpha(alpha, regions, alpha_os=None, near=None):
         flip[k] = np.median(steps[index == k]) < 0
     if not flip.any():
         return alpha, alpha_os
-    in_flipped = np.zeros(regions.shape, dtype=bool)
-    for rid in ids[flip]:
-        in_flipped |= regions == rid
+    in_flipped = np.isin(regions, ids[flip])
     alpha[in_flipped] *= -1.0
     if alpha_os is not None:
         alpha_os[in_flipped[near, :]] *= -1.0
