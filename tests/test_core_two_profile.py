@@ -56,7 +56,7 @@ def test_window_fit_equals_the_dense_reference(binary):
     a0, a1 = float(np.nanmin(alpha[inside])), float(np.nanmax(alpha[inside]))
     nknots, window, lam = 68, 50, 0.37
     drow = scene.geometry.row_height
-    total, share, complete = two_profile.column_shares(flux, alpha, regions, rid, row0, row1,
+    total, share, complete, _ = two_profile.column_shares(flux, alpha, regions, rid, row0, row1,
                                                        0.0, 0.5 * drow)
     keep = np.ones(flux.shape, dtype=bool)
     keep[row0 + 12, 200] = False  # a rejected pixel stays out of the fit

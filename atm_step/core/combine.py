@@ -93,6 +93,43 @@ def _mean_profile(model, alpha, regions, rid, row0, row1, a0, step, nbins, sums,
             counts[k] += 1
 
 
+def mean_profile(model, alpha, regions, rid, row0, row1, a0, step, nbins):
+    """
+    A region's normalised model averaged over its columns in bins of alpha.
+
+    Parameters
+    ----------
+    model : ndarray of float64, shape (ny, nx)
+        Normalised model at the native pixels (`TraceFit.model_native`; NaN where none).
+    alpha : ndarray of float64, shape (ny, nx)
+        Along-slice coordinate (e.g. arcsec).
+    regions : ndarray of int, shape (ny, nx)
+        Region map.
+    rid, row0, row1 : int
+        Region id and its first and last native rows.
+    a0, step : float
+        First bin edge and bin width (alpha units); pixels outside go to the end bins.
+    nbins : int
+        Number of bins.
+
+    Returns
+    -------
+    ndarray of float64, shape (nbins,)
+        Mean model per bin; NaN where a bin holds no pixel.
+
+    Notes
+    -----
+    Used for the compact-source band's holes (paper II.5) and the split point of
+    `atm_step.core.two_profile`.
+    """
+    sums = np.zeros(int(nbins))
+    counts = np.zeros(int(nbins), dtype=np.int64)
+    _mean_profile(model, alpha, regions, int(rid), int(row0), int(row1), float(a0), float(step),
+                  int(nbins), sums, counts)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(counts > 0, sums / counts, np.nan)
+
+
 def _fill_core_holes(band, profile, level):
     """
     Fill the holes of ``band`` (bool, per alpha bin) between its first and last bin
@@ -317,12 +354,8 @@ def compact_source_band(fit, regions, alpha, slope_limit, pad, rel_slope=REL_SLO
         inner = np.flatnonzero(band)
         if inner.size and not band[inner[0] : inner[-1] + 1].all():
             # a hole between stretches: filled where it is the plateau of a blended core
-            sums = np.zeros(nbins[k])
-            counts = np.zeros(nbins[k], dtype=np.int64)
-            _mean_profile(fit.model_native, alpha, regions, rid, geom.row0[k], geom.row1[k],
-                          a0[k], steps[k], nbins[k], sums, counts)  # fmt: skip
-            with np.errstate(invalid="ignore", divide="ignore"):
-                profile = np.where(counts > 0, sums / counts, np.nan)
+            profile = mean_profile(fit.model_native, alpha, regions, rid, geom.row0[k],
+                                   geom.row1[k], a0[k], steps[k], nbins[k])
             _fill_core_holes(band, profile, hole_level)
         inband[k, : nbins[k]] = band
         rows[k] = band.sum() / 2.0

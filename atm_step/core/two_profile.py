@@ -63,6 +63,7 @@ import logging
 import numba
 import numpy as np
 
+from atm_step.core import combine
 from atm_step.core.bspline import basis_values, difference_penalty
 from atm_step.core.jit import HELPER
 
@@ -134,7 +135,7 @@ def split_point(profile_alpha, profile, min_peak=0.1, max_dip=0.7, centroid=Fals
     return float(np.sum(profile_alpha * pos) / np.sum(pos))
 
 
-def column_shares(flux, alpha, regions, rid, row0, row1, split, width):
+def column_shares(flux, alpha, regions, rid, row0, row1, split, width, err=None):
     """
     Each column's sum over a region and the share of its part beyond ``split``.
 
@@ -146,6 +147,8 @@ def column_shares(flux, alpha, regions, rid, row0, row1, split, width):
         Region id and its first and last native rows.
     split, width : float
         Split point and width of the smooth weight (alpha units).
+    err : ndarray of float64, shape (ny, nx), optional
+        Pixel errors (same unit as ``flux``), for ``sigma``.
 
     Returns
     -------
@@ -155,6 +158,8 @@ def column_shares(flux, alpha, regions, rid, row0, row1, split, width):
         ``sum(w y) / total``.
     complete : ndarray of bool, shape (nx,)
         Columns whose region pixels are all finite, with a positive sum.
+    sigma : ndarray of float64, shape (nx,), or None
+        Noise of each share from ``err`` (propagated linearly); None without ``err``.
     """
     rows = slice(row0, row1 + 1)
     inside = (regions[rows] == rid) & np.isfinite(alpha[rows])
@@ -168,7 +173,11 @@ def column_shares(flux, alpha, regions, rid, row0, row1, split, width):
     complete = ~np.any(inside & ~finite, axis=0) & (total > 0) & inside.any(axis=0)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(complete, right / np.where(total > 0, total, 1.0), np.nan)
-    return total, share, complete
+        sigma = None
+        if err is not None:
+            e = np.where(inside & np.isfinite(err[rows]), err[rows], 0.0)
+            sigma = np.sqrt(np.sum(((w - share[None, :]) * e) ** 2, axis=0)) / np.abs(total)
+    return total, share, complete, sigma
 
 
 def share_change(share, complete, sigma=None):
@@ -325,19 +334,15 @@ def _solve_band8(m, rhs, chol, coef):
 
 
 @numba.njit(**HELPER)
-def _window_system(cum_a, cum_b, lo, hi, skip, lam, pen, m, rhs):
-    """Normal equations of columns ``lo .. hi`` but ``skip`` (-1: none), with half the
-    penalty ``lam`` on each profile, into ``m`` (band) and ``rhs``."""
+def _window_system(cum_a, cum_b, lo, hi, lam, pen, m, rhs):
+    """Normal equations of columns ``lo .. hi``, with half the penalty ``lam`` on each
+    profile, into ``m`` (band) and ``rhs``."""
     n2 = cum_b.shape[1]
     ncoef = n2 // 2
     for i in range(n2):
         rhs[i] = cum_b[hi + 1, i] - cum_b[lo, i]
         for d in range(_BW):
             m[i, d] = cum_a[hi + 1, i, d] - cum_a[lo, i, d]
-        if skip >= 0:
-            rhs[i] -= cum_b[skip + 1, i] - cum_b[skip, i]
-            for d in range(_BW):
-                m[i, d] -= cum_a[skip + 1, i, d] - cum_a[skip, i, d]
     for k in range(ncoef):
         for d in range(3):
             if k + d < ncoef:
@@ -377,8 +382,8 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
                 break
         if not modelled:
             continue
-        _window_system(cum_a, cum_b, max(0, x - window), min(nx - 1, x + window), -1, lam, pen,
-                       m, rhs)
+        _window_system(cum_a, cum_b, max(0, x - window), min(nx - 1, x + window), lam, pen, m,
+                       rhs)
         if not _solve_band8(m, rhs, chol, coef):
             continue
         # the column's amplitudes of the two profiles: least squares on its own pixels
@@ -429,20 +434,6 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
                                              vals)
 
 
-def _mean_profile(model_native, alpha, regions, rid, row0, row1, a0, a1, nbins):
-    """The region's normalised model, averaged over columns in ``nbins`` alpha bins."""
-    rows = slice(row0, row1 + 1)
-    inside = (regions[rows] == rid) & np.isfinite(model_native[rows]) & np.isfinite(alpha[rows])
-    a = alpha[rows][inside]
-    m = model_native[rows][inside]
-    idx = np.clip(((a - a0) / (a1 - a0) * nbins).astype(np.int64), 0, nbins - 1)
-    num = np.bincount(idx, weights=m, minlength=nbins)
-    den = np.bincount(idx, minlength=nbins)
-    centres = a0 + (np.arange(nbins) + 0.5) * (a1 - a0) / nbins
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return centres, np.where(den > 0, num / np.maximum(den, 1), np.nan)
-
-
 def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, skip=()):
     """
     Replace the trace model of the fitted regions, column by column, by the
@@ -476,6 +467,7 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
     shared = fit.spline_os is fit.spline_native
     n_replaced = 0
     skip = {int(r) for r in skip}
+    keep = np.ones(work.shape, dtype=bool)  # pixels kept by the rejection (region rows reset)
     for k, rid in enumerate(geom.ids.tolist()):
         if rid in skip:
             continue
@@ -485,8 +477,10 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
             continue
         nknots = int(fit.nknots[k])
         ncoef = nknots + 3
-        centres, profile = _mean_profile(fit.model_native, alpha, regions, rid, row0, row1,
-                                         a0, a1, 4 * nknots)
+        nbins = 4 * nknots
+        profile = combine.mean_profile(fit.model_native, alpha, regions, rid, row0, row1, a0,
+                                       (a1 - a0) / nbins, nbins)
+        centres = a0 + (np.arange(nbins) + 0.5) * (a1 - a0) / nbins
         split = split_point(centres, profile, centroid=True)
         if split is None:
             continue
@@ -494,18 +488,12 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
         if peak_fwhm(centres, profile) < MIN_FWHM_ROWS * drow:
             continue
         width = SPLIT_WIDTH_ROWS * drow
-        total, share, complete = column_shares(work, alpha, regions, rid, row0, row1, split,
-                                               width)
+        total, share, complete, sigma = column_shares(work, alpha, regions, rid, row0, row1,
+                                                      split, width, err)
         if not complete.any():
             continue
         rows = slice(row0, row1 + 1)
         inside = regions[rows] == rid
-        sigma = None
-        if err is not None:
-            with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-                w = 1.0 / (1.0 + np.exp(-(np.where(inside, alpha[rows], split) - split) / width))
-                e = np.where(inside & np.isfinite(err[rows]), err[rows], 0.0)
-                sigma = np.sqrt(np.sum(((w - share[None, :]) * e) ** 2, axis=0)) / np.abs(total)
         change, noise = share_change(share, complete, sigma)
         if not (change >= SHARE_SNR * noise and change >= MIN_SHARE_CHANGE):
             continue
@@ -518,7 +506,7 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
         else:
             j0, j1 = (int(v) for v in np.searchsorted(near, [row0, row1 + 1]))
             a_os, near_k = alpha_os, near
-        keep = np.ones(work.shape, dtype=bool)
+        keep[rows] = True
         chosen = np.zeros(nx, dtype=np.int64)
         # prefix sums: row 0 is zero, every later row is written by `_column_normals`
         cum_a = np.empty((nx + 1, 2 * ncoef, _BW))
@@ -560,8 +548,8 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
             # the sums and shares of the columns, with the rejected pixels replaced by
             # the model (an outlier would spoil its column's amplitudes)
             filled = np.where(keep[rows], work[rows], new_native)
-            total, share, _ = column_shares(filled, alpha[rows], regions[rows], rid, 0,
-                                            row1 - row0, split, width)
+            total, share, _, _ = column_shares(filled, alpha[rows], regions[rows], rid, 0,
+                                               row1 - row0, split, width)
         if not rss[:, 0].sum() <= rss[:, 1].sum():
             log.debug("Region %d: one profile kept (two fit its pixels worse)", rid)
             continue
