@@ -65,7 +65,7 @@ def test_window_fit_equals_the_dense_reference(binary):
     cum_b = np.zeros((nx + 1, 2 * ncoef))
     two_profile._column_normals(flux, alpha, regions, rid, row0, row1, a0, a1, nknots, total,
                                 share, complete, keep, cum_a, cum_b)
-    pen = difference_penalty(ncoef, 2)
+    pen = two_profile.interleaved_penalty(difference_penalty(ncoef, 2))
     old = np.where(inside, 1.1 * flux, np.nan)
     new = old[row0:row1 + 1].copy()
     chosen = np.zeros(nx, dtype=np.int64)

@@ -120,17 +120,21 @@ def solve_banded(ata, pen, lam, aty, chol, coef):
     """
     Solve banded (penalised) normal equations ``(ata + lam pen) c = aty`` by Cholesky.
 
+    The band width ``w`` is that of the arrays: 4 for one cubic spline, 8 for the two
+    interleaved splines of `atm_step.core.two_profile`.
+
     Parameters
     ----------
-    ata : ndarray, shape (ncoef, 4)
-        Band of the symmetric normal matrix (not modified).
-    pen : ndarray, shape (ncoef, 4)
+    ata : ndarray, shape (ncoef, w)
+        Band of the symmetric normal matrix (not modified): ``ata[i, d]`` is element
+        ``(i, i + d)``.
+    pen : ndarray, shape (ncoef, w)
         Band of the penalty matrix (`difference_penalty`).
     lam : float
         Penalty weight (0: plain least squares).
     aty : ndarray, shape (ncoef,)
         Right-hand side.
-    chol : ndarray, shape (ncoef, 4)
+    chol : ndarray, shape (ncoef, w)
         Work space; holds the Cholesky factor afterwards (``chol[i, d] = L[i + d, i]``).
     coef : ndarray, shape (ncoef,)
         Solution, written in place.
@@ -141,6 +145,7 @@ def solve_banded(ata, pen, lam, aty, chol, coef):
         False if the matrix is not positive definite (solution not valid).
     """
     n = ata.shape[0]
+    w = ata.shape[1]
     dmax = 0.0
     for i in range(n):
         if ata[i, 0] > dmax:
@@ -151,32 +156,32 @@ def solve_banded(ata, pen, lam, aty, chol, coef):
     # A = L L^T with L lower banded; chol[i, d] holds L[i + d, i]
     for j in range(n):
         s = ata[j, 0] + lam * pen[j, 0] + ridge
-        for k in range(max(0, j - 3), j):
+        for k in range(max(0, j - w + 1), j):
             v = chol[k, j - k]
             s -= v * v
         if not s > 0.0:
             return False
         ljj = np.sqrt(s)
         chol[j, 0] = ljj
-        for d in range(1, 4):
+        for d in range(1, w):
             i = j + d
             if i >= n:
                 chol[j, d] = 0.0
                 continue
             s = ata[j, d] + lam * pen[j, d]
-            for k in range(max(0, i - 3), j):
+            for k in range(max(0, i - w + 1), j):
                 s -= chol[k, i - k] * chol[k, j - k]
             chol[j, d] = s / ljj
     # forward: L z = b
     for i in range(n):
         s = aty[i]
-        for k in range(max(0, i - 3), i):
+        for k in range(max(0, i - w + 1), i):
             s -= chol[k, i - k] * coef[k]
         coef[i] = s / chol[i, 0]
     # backward: L^T x = z
     for i in range(n - 1, -1, -1):
         s = coef[i]
-        for d in range(1, 4):
+        for d in range(1, w):
             if i + d < n:
                 s -= chol[i, d] * coef[i + d]
         coef[i] = s / chol[i, 0]

@@ -64,10 +64,13 @@ import numba
 import numpy as np
 
 from atm_step.core import combine
-from atm_step.core.bspline import basis_values, difference_penalty
+from atm_step.core.bspline import basis_values, difference_penalty, solve_banded
 from atm_step.core.jit import HELPER
 
-__all__ = ["column_shares", "peak_fwhm", "share_change", "split_point", "two_profile_refit"]
+__all__ = [
+    "column_shares", "interleaved_penalty", "peak_fwhm", "share_change", "split_point",
+    "two_profile_refit",
+]
 
 log = logging.getLogger(__name__)
 
@@ -95,8 +98,6 @@ REJECT_PASSES = 3
 #: beyond ``REJECT_SIGMA`` go per pass
 MIN_REJECT_CAP = 10
 REJECT_CAP_FRACTION = 500
-#: relative ridge on the diagonal, as `atm_step.core.bspline.solve_banded`
-_RIDGE = 1e-10
 #: band width (diagonals) of the interleaved normal matrix of two cubic splines
 _BW = 8
 
@@ -292,62 +293,34 @@ def _column_normals(flux, alpha, regions, rid, row0, row1, a0, a1, nknots, total
 
 
 @numba.njit(**HELPER)
-def _solve_band8(m, rhs, chol, coef):
-    """Solve the symmetric banded system (``m[i, d]`` = element ``(i, i + d)``,
-    ``d < 8``) by Cholesky; False if not positive definite."""
-    n = m.shape[0]
-    dmax = 0.0
-    for i in range(n):
-        dmax = max(dmax, m[i, 0])
-    if not dmax > 0.0:
-        return False
-    ridge = _RIDGE * dmax
-    for j in range(n):
-        s = m[j, 0] + ridge
-        for k in range(max(0, j - _BW + 1), j):
-            v = chol[k, j - k]
-            s -= v * v
-        if not s > 0.0:
-            return False
-        ljj = np.sqrt(s)
-        chol[j, 0] = ljj
-        for d in range(1, _BW):
-            i = j + d
-            if i >= n:
-                chol[j, d] = 0.0
-                continue
-            s = m[j, d]
-            for k in range(max(0, i - _BW + 1), j):
-                s -= chol[k, i - k] * chol[k, j - k]
-            chol[j, d] = s / ljj
-    for i in range(n):  # L z = rhs
-        s = rhs[i]
-        for k in range(max(0, i - _BW + 1), i):
-            s -= chol[k, i - k] * coef[k]
-        coef[i] = s / chol[i, 0]
-    for i in range(n - 1, -1, -1):  # L^T c = z
-        s = coef[i]
-        for k in range(i + 1, min(n, i + _BW)):
-            s -= chol[i, k - i] * coef[k]
-        coef[i] = s / chol[i, 0]
-    return True
-
-
-@numba.njit(**HELPER)
-def _window_system(cum_a, cum_b, lo, hi, lam, pen, m, rhs):
-    """Normal equations of columns ``lo .. hi``, with half the penalty ``lam`` on each
-    profile, into ``m`` (band) and ``rhs``."""
-    n2 = cum_b.shape[1]
-    ncoef = n2 // 2
-    for i in range(n2):
+def _window_system(cum_a, cum_b, lo, hi, m, rhs):
+    """Normal equations of columns ``lo .. hi`` into ``m`` (band) and ``rhs``."""
+    for i in range(cum_b.shape[1]):
         rhs[i] = cum_b[hi + 1, i] - cum_b[lo, i]
         for d in range(_BW):
             m[i, d] = cum_a[hi + 1, i, d] - cum_a[lo, i, d]
-    for k in range(ncoef):
-        for d in range(3):
-            if k + d < ncoef:
-                for p in range(2):
-                    m[2 * k + p, 2 * d] += 0.5 * lam * pen[k, d]
+
+
+def interleaved_penalty(pen):
+    """
+    The band of ``D^T D`` on each of two interleaved profiles, half weight on each.
+
+    Parameters
+    ----------
+    pen : ndarray of float64, shape (ncoef, 4)
+        One profile's band (`atm_step.core.bspline.difference_penalty`).
+
+    Returns
+    -------
+    ndarray of float64, shape (2 ncoef, 8)
+        ``out[2 k + p, 2 d] = pen[k, d] / 2`` for profile ``p``: with the first fit's
+        weight, ``f1 = f2`` gives back its penalty.
+    """
+    ncoef = pen.shape[0]
+    out = np.zeros((2 * ncoef, _BW))
+    for p in range(2):
+        out[p::2, 0:_BW:2] = 0.5 * pen
+    return out
 
 
 @numba.njit(cache=True, nogil=True)
@@ -355,7 +328,8 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
                       nknots, total, share, complete, keep, window, lam, pen, cum_a, cum_b,
                       old_native, old_os, new_native, new_os, chosen, rss):  # fmt: skip
     """For every complete column the first fit modelled: solve the window's penalised
-    normal equations (prefix sums ``cum_a``, ``cum_b``), fit the column's two amplitudes
+    normal equations (prefix sums ``cum_a``, ``cum_b``; ``pen``, `interleaved_penalty`,
+    times ``lam``), fit the column's two amplitudes
     and write the two-profile model at the column's native and oversampled pixels where
     the first fit wrote one (``chosen[x]`` = 1); ``rss[x]`` receives the sums of squared
     residuals of the column's native pixels under the new and the first model.
@@ -382,9 +356,8 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
                 break
         if not modelled:
             continue
-        _window_system(cum_a, cum_b, max(0, x - window), min(nx - 1, x + window), lam, pen, m,
-                       rhs)
-        if not _solve_band8(m, rhs, chol, coef):
+        _window_system(cum_a, cum_b, max(0, x - window), min(nx - 1, x + window), m, rhs)
+        if not solve_banded(m, pen, lam, rhs, chol, coef):
             continue
         # the column's amplitudes of the two profiles: least squares on its own pixels
         # (a matched filter; the shares from sums carry the noise of every pixel)
@@ -499,7 +472,7 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
             continue
         npix = int(np.count_nonzero(inside & np.isfinite(work[rows]) & np.isfinite(alpha[rows])))
         lam = float(fit.penalty[k]) * npix / nx * (2 * params.window + 1) / ncoef
-        pen = difference_penalty(ncoef, params.penalty_order)
+        pen = interleaved_penalty(difference_penalty(ncoef, params.penalty_order))
         if shared:
             j0, j1 = row0, row1 + 1
             a_os, near_k = alpha, np.arange(work.shape[0], dtype=np.int64)
