@@ -28,6 +28,7 @@ import numpy as np
 from scipy.interpolate import BSpline
 
 from atm_step.core.reference import uniform_knot_vector
+from atm_step.core.two_profile import split_point
 from atm_step.validation import grid as G
 
 NKNOTS = 68
@@ -109,21 +110,16 @@ def two_profiles(a, v, c, ncols, knots, target, iters=30):
 
 def _split(a, v, c, ncols, knots):
     """Alpha of the dip between the two highest peaks of the window's mean normalised
-    profile (one-profile fit), or None with fewer than two peaks."""
+    profile (one-profile fit); without two peaks, the centroid if ``--centroid``, else
+    None (`atm_step.core.two_profile.split_point`)."""
     b = _design(a, knots)
     norm = np.bincount(c, weights=v, minlength=ncols)
     good = norm[c] > 0
     coef = _lsq(b[good], v[good] / norm[c][good])
     grid = np.linspace(knots[3], knots[-4], 600)
     prof = _design(grid, knots) @ coef
-    peaks = [i for i in range(1, grid.size - 1) if prof[i] >= prof[i - 1] and prof[i] > prof[i + 1]
-             and prof[i] > 0.05 * prof.max()]
-    if len(peaks) < 2:
-        if not CENTROID:
-            return None
-        return float(np.sum(grid * prof) / np.sum(prof))
-    top = sorted(sorted(peaks, key=lambda i: prof[i])[-2:])
-    return grid[top[0] + np.argmin(prof[top[0]:top[1] + 1])]
+    # the package's rule, with any dip accepted and faint peaks down to 5% counted
+    return split_point(grid, prof, min_peak=0.05, max_dip=1.0, centroid=CENTROID)
 
 
 def split_profiles(a, v, c, ncols, knots, target, split=None, width=None):
