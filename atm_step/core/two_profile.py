@@ -112,12 +112,22 @@ def split_point(profile_alpha, profile, min_peak=0.1, max_dip=0.7, centroid=Fals
         The region's mean normalised profile on increasing ``alpha`` (arcsec).
     min_peak : float, optional
         Local maxima below this fraction of the highest are not peaks.
+    max_dip : float, optional
+        The lowest point between the two highest peaks must be at most this fraction
+        of the lower of them to count as a dip.
+    centroid : bool, optional
+        Without such a dip, return the profile's centroid (a blend) instead of None.
 
     Returns
     -------
     float or None
-        ``alpha`` of the lowest point between the two highest peaks; the centroid of
-        the profile where it has one peak; None for an empty or non-positive profile.
+        ``alpha`` of the lowest point between the two highest peaks; else the centroid
+        of the (clipped at zero) profile if ``centroid``; else None. None also for an
+        empty or non-positive profile.
+
+    Notes
+    -----
+    Not in the paper: docs/algorithm.md, "Two profiles".
     """
     profile_alpha = np.asarray(profile_alpha, dtype=np.float64)
     p = np.where(np.isfinite(profile), profile, 0.0)
@@ -161,6 +171,11 @@ def column_shares(flux, alpha, regions, rid, row0, row1, split, width, err=None)
         Columns whose region pixels are all finite, with a positive sum.
     sigma : ndarray of float64, shape (nx,), or None
         Noise of each share from ``err`` (propagated linearly); None without ``err``.
+
+    Notes
+    -----
+    Not in the paper: docs/algorithm.md, "Two profiles". The weight is
+    ``1 / (1 + exp(-(alpha - split) / width))``.
     """
     rows = slice(row0, row1 + 1)
     inside = (regions[rows] == rid) & np.isfinite(alpha[rows])
@@ -198,7 +213,12 @@ def share_change(share, complete, sigma=None):
     -------
     change, noise : float
         Rms over the complete columns of the share minus its running median over
-        ``SHARE_MEDIAN_COLUMNS`` complete columns; rms of ``sigma`` (0 without it).
+        ``SHARE_MEDIAN_COLUMNS`` complete columns (`scipy.ndimage.median_filter`); rms
+        of ``sigma`` (0 without it). ``(0, inf)`` with fewer complete columns than that.
+
+    Notes
+    -----
+    Not in the paper: the share test of docs/algorithm.md, "Two profiles".
     """
     from scipy.ndimage import median_filter
 
@@ -215,8 +235,24 @@ def share_change(share, complete, sigma=None):
 
 
 def peak_fwhm(profile_alpha, profile):
-    """Full width at half maximum (alpha units) of the highest peak of a profile on a
-    uniform grid: the run of samples above half the maximum around it."""
+    """
+    Full width at half maximum of the highest peak of a profile on a uniform grid.
+
+    Parameters
+    ----------
+    profile_alpha, profile : ndarray, shape (n,)
+        Uniform, increasing ``alpha`` (e.g. arcsec) and the profile there (NaN: 0).
+
+    Returns
+    -------
+    float
+        The run of samples at or above half the maximum around it, times the grid
+        step (alpha units); 0 for an empty or non-positive profile.
+
+    Notes
+    -----
+    Not in the paper: the width test of docs/algorithm.md, "Two profiles".
+    """
     p = np.where(np.isfinite(profile), profile, 0.0)
     if p.size == 0 or not p.max() > 0:
         return 0.0
