@@ -495,14 +495,17 @@ def _design(alpha, knots):
 
 
 def reference_two_profile_column(flux, alpha, regions, rid, row0, row1, a0, a1, nknots, total,
-                                 share, complete, keep, window, lam, penalty_order, x):
+                                 share, complete, keep, window, lam, penalty_order, x,
+                                 mean_share=0.5, kappa=0.25, source=None):
     """
     The two-profile model of column ``x`` (`atm_step.core.two_profile`), dense.
 
-    The window's complete columns enter ``y / total`` on the design
-    ``[(1 - share) B, share B]`` with half of ``lam`` times the ``penalty_order``
-    difference penalty on each profile, solved by `scipy.linalg.solve`; the column's
-    two amplitudes are then fitted to its pixels by `numpy.linalg.lstsq`.
+    The complete columns of the window around column ``source`` (default ``x``) enter
+    ``y / total`` on the design ``[(1 - share) B, share B]`` with ``lam`` times the
+    ``penalty_order`` difference penalty on the mean profile
+    ``(1 - mean_share) f1 + mean_share f2`` and ``lam kappa`` times it on ``f2 - f1``,
+    solved by `scipy.linalg.solve`; the column's two amplitudes are then fitted to its
+    pixels by `numpy.linalg.lstsq`.
 
     Returns
     -------
@@ -515,7 +518,8 @@ def reference_two_profile_column(flux, alpha, regions, rid, row0, row1, a0, a1, 
     knots = uniform_knot_vector(a0, a1, nknots)
     nx = flux.shape[1]
     blocks, values = [], []
-    for c in range(max(0, x - window), min(nx - 1, x + window) + 1):
+    xs = x if source is None else source
+    for c in range(max(0, xs - window), min(nx - 1, xs + window) + 1):
         if not complete[c]:
             continue
         ys = [y for y in range(row0, row1 + 1)
@@ -528,7 +532,9 @@ def reference_two_profile_column(flux, alpha, regions, rid, row0, row1, a0, a1, 
         values.append(flux[ys, c] / total[c])
     design = np.vstack(blocks)
     dmat = difference_matrix(ncoef, penalty_order)
-    normal = design.T @ design + 0.5 * lam * np.kron(np.eye(2), dmat.T @ dmat)
+    mean = np.hstack([(1 - mean_share) * dmat, mean_share * dmat])  # D g
+    diff = np.hstack([-dmat, dmat])  # D h
+    normal = design.T @ design + lam * (mean.T @ mean + kappa * diff.T @ diff)
     normal[np.diag_indices_from(normal)] += 1e-10 * normal.diagonal().max()
     coef = scipy.linalg.solve(normal, design.T @ np.concatenate(values), assume_a="pos")
     rows = np.array([y for y in range(row0, row1 + 1)

@@ -19,8 +19,14 @@ native row, so that pixels cross ``alpha_s`` smoothly as the trace tilts): the c
 sum ``s(x)`` and the share of its right-hand part ``r(x) = sum(w y) / s(x)``. Two
 profiles ``f1``, ``f2`` (cubic B-splines on the first fit's knots) are fitted jointly
 by penalised least squares to ``y / s(x) = (1 - r(x)) f1(alpha) + r(x) f2(alpha)``
-over the window's columns, each with half the first fit's roughness-penalty weight
-(``f1 = f2`` then gives back the first fit's objective). Any two column amplitudes that
+over the window's columns. The roughness penalty is put on the mean profile
+``g = (1 - rbar) f1 + rbar f2`` (``rbar`` the region's mean share), with the first
+fit's weight (``f1 = f2`` then gives back the first fit's objective), and on the
+difference ``h = f2 - f1``, with that weight times the variance of the shares: ``h``
+is seen only through the change of the shares, so its data weight is that much
+smaller, and this gives both the same resolution. (Half the weight on each of ``f1``
+and ``f2``, as first built, over-smoothed ``h``: the 0.5" binary at FWHM 2 px, noise-
+free N = 3, 0.30% against 0.14% rms error against truth.) Any two column amplitudes that
 mix the two sources in proportions that differ will do, since ``f1`` and ``f2`` absorb
 any constant mixing: the left and right parts of the column do. The column's model is
 then ``t1 f1 + t2 f2`` with its own amplitudes ``t1``, ``t2`` fitted to its pixels by
@@ -29,6 +35,16 @@ every pixel of the column). ``alpha_s`` is the lowest point between the two high
 peaks of the region's mean normalised model, or its centroid where it has one peak (a
 blend).
 
+Where the trace runs nearly parallel to the rows, a window's pixels sample the profile
+at a few phases only, and its fit would fill the rest from the penalty. The first fit
+reuses an earlier column's profile there (paper II.3's sampling-gap test), and so does
+this one: such a column takes the two profiles of the nearest column whose window
+passes the same test (`source_columns`), with its own amplitudes. Without this the
+right-hand third of the validation's NRS1-like slices, where the trace flattens, kept
+errors of 1% of the peak between the native rows, and at FWHM 1 px the two profiles
+made the binaries worse than one (3.1% -> 7.1% rms error against truth, 0.33" binary,
+noise-free N = 3; with the rule 0.84%).
+
 When
 ----
 In a region (a slice) whose shares change from column to column, after their running
@@ -36,12 +52,12 @@ median is taken out, by at least ``SHARE_SNR`` times their noise (from the pixel
 and ``MIN_SHARE_CHANGE``: two sources with different spectra. One source, or one source
 on smooth emission, changes its shares only with the slowly drifting pixel phase, and
 keeps the single profile: there the extra freedom would model sampling, not sources
-(measured: the isolated star at FWHM 2 px would go from 0.59% to 0.97% noise-free). The
-region's brightest peak must be at least ``MIN_FWHM_ROWS`` native rows wide: on a
-sharper profile the shares follow the pixel phase too, and two profiles model the
-sampling instead of the sources (the binaries at FWHM 1 px, 1.32 rows, got worse; the
-G395H-like two sources of docs/validation.md, 1.43 rows, went from 3.6% to 8.7% rms
-error against truth). The columns modelled are those the first fit modelled whose pixels
+(measured: the isolated star at FWHM 2 px would go from 0.59% to 0.97% noise-free).
+Where the mean model has one peak, the split runs through it, and the shares then
+follow the pixel phase as well; that peak must be at least ``MIN_FWHM_ROWS`` native
+rows wide (the G395H-like star on a line nebula of docs/validation.md, 1.43 rows and
+no background model, went from 1.5% to 4.6% rms error against truth). A split at a dip
+between two peaks has no such limit. The columns modelled are those the first fit modelled whose pixels
 are all finite (their sums are then their flux), and the region takes the two profiles
 only if they fit its pixels no worse than the first fit (sum of squared residuals over
 those columns). The test is made per region, not per column: a column that switched
@@ -66,9 +82,11 @@ import numpy as np
 from atm_step.core import combine
 from atm_step.core.bspline import basis_values, difference_penalty, solve_banded
 from atm_step.core.jit import HELPER
+from atm_step.core.trace_fit import FINE_BINS_PER_KNOT, _sampled_range
 
 __all__ = [
-    "column_shares", "interleaved_penalty", "peak_fwhm", "share_change", "split_point",
+    "column_shares", "interleaved_penalty", "peak_fwhm", "share_change", "source_columns",
+    "split_point",
     "two_profile_refit",
 ]
 
@@ -84,11 +102,11 @@ SPLIT_WIDTH_ROWS = 0.5
 SHARE_MEDIAN_COLUMNS = 11
 SHARE_SNR = 5.0
 MIN_SHARE_CHANGE = 0.002
-#: the region's brightest peak must be at least this wide (FWHM of the mean normalised
-#: model, native rows): on a sharper profile the shares follow the pixel phase, and two
-#: profiles model the sampling. Set between the measured cases: 1.32 rows (the grid's
-#: binaries at FWHM 1 px) and 1.43 (the G395H-like scenes) got worse, 1.76 and wider
-#: (the binaries at 1.5-2.5 px) better; between 1.43 and 1.76 nothing was measured
+#: a region whose mean normalised model has one peak (split at its centroid) must have
+#: it at least this wide (FWHM, native rows): on a sharper peak the shares follow the
+#: pixel phase, and two profiles model the sampling. Set between the measured cases:
+#: 1.43 rows (the G395H-like star on a nebula) got worse, 1.76 and wider (the 0.2"
+#: binary at FWHM 2 px, a blend) better; between them nothing was measured
 MIN_FWHM_ROWS = 1.6
 #: outliers: residuals beyond this many pixel errors (or robust rms of the residuals,
 #: if larger) are left out, in at most ``REJECT_PASSES`` passes
@@ -337,35 +355,131 @@ def _window_system(cum_a, cum_b, lo, hi, m, rhs):
             m[i, d] = cum_a[hi + 1, i, d] - cum_a[lo, i, d]
 
 
-def interleaved_penalty(pen):
+def interleaved_penalty(pen, mean_share=0.5, kappa=0.25):
     """
-    The band of ``D^T D`` on each of two interleaved profiles, half weight on each.
+    The band of the two-profile roughness penalty: ``|D g|^2 + kappa |D h|^2`` on the
+    mean profile ``g = (1 - mean_share) f1 + mean_share f2`` and the difference
+    ``h = f2 - f1``, in the interleaved coefficients of ``f1`` and ``f2``.
 
     Parameters
     ----------
     pen : ndarray of float64, shape (ncoef, 4)
-        One profile's band (`atm_step.core.bspline.difference_penalty`).
+        One profile's band of ``D^T D`` (`atm_step.core.bspline.difference_penalty`).
+    mean_share : float, optional
+        The share ``r`` of the second profile in the mean profile.
+    kappa : float, optional
+        Weight of the difference's roughness against the mean's. The defaults give
+        ``(|D f1|^2 + |D f2|^2) / 2``, half the first fit's weight on each profile.
 
     Returns
     -------
     ndarray of float64, shape (2 ncoef, 8)
-        ``out[2 k + p, 2 d] = pen[k, d] / 2`` for profile ``p``: with the first fit's
-        weight, ``f1 = f2`` gives back its penalty.
+        Upper band of the symmetric penalty matrix on coefficients ``2 k + p``
+        (basis ``k`` of profile ``p``). With the first fit's weight, ``f1 = f2`` gives
+        back its penalty.
+
+    Notes
+    -----
+    Not in the paper: docs/algorithm.md, "Two profiles". With
+    ``w = (1 - mean_share, mean_share)`` and ``v = (-1, 1)`` the entry of basis pair
+    ``(k, p), (k', p')`` is ``(D^T D)[k, k'] (w_p w_p' + kappa v_p v_p')``; offsets of
+    up to three bases stay inside the band of 8.
     """
     ncoef = pen.shape[0]
+    w0, w1 = 1.0 - float(mean_share), float(mean_share)
+    kappa = float(kappa)
     out = np.zeros((2 * ncoef, _BW))
-    for p in range(2):
-        out[p::2, 0:_BW:2] = 0.5 * pen
+    out[0::2, 0:_BW:2] = pen * (w0 * w0 + kappa)  # f1 with f1
+    out[1::2, 0:_BW:2] = pen * (w1 * w1 + kappa)  # f2 with f2
+    out[0::2, 1:_BW:2] = pen * (w0 * w1 - kappa)  # f1_k with f2_(k+d), d >= 0
+    out[1::2, 1:_BW - 2:2] = pen[:, 1:] * (w0 * w1 - kappa)  # f2_k with f1_(k+d), d >= 1
     return out
 
 
 @numba.njit(cache=True, nogil=True)
+def _window_gaps(alpha, regions, rid, row0, row1, a0, binw, nfine, window, gaps):
+    """The sampling-gap test of the first fit (`atm_step.core.trace_fit._sampled_range`)
+    for every column's window of region ``rid``: ``gaps[x]`` receives the largest gap
+    (alpha units) between the alpha positions sampled by the finite-alpha pixels of
+    columns ``x - window .. x + window``; inf for a window without pixels."""
+    nx = alpha.shape[1]
+    occ = np.zeros(nfine, dtype=np.int64)
+    clo = np.full(nx, np.inf)
+    chi = np.full(nx, -np.inf)
+    for x in range(nx):
+        for y in range(row0, row1 + 1):
+            if regions[y, x] == rid and np.isfinite(alpha[y, x]):
+                clo[x] = min(clo[x], alpha[y, x])
+                chi[x] = max(chi[x], alpha[y, x])
+    for x in range(-window, nx):
+        for xx, sign in ((x + window, 1), (x - window - 1, -1)):
+            if 0 <= xx < nx:
+                for y in range(row0, row1 + 1):
+                    if regions[y, xx] == rid and np.isfinite(alpha[y, xx]):
+                        k = min(max(int((alpha[y, xx] - a0) / binw), 0), nfine - 1)
+                        occ[k] += sign
+        if x < 0:
+            continue
+        wl, wr = max(0, x - window), min(nx - 1, x + window)
+        lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, a0, binw)
+        gaps[x] = gap if npts > 0 else np.inf
+
+
+def source_columns(alpha, regions, rid, row0, row1, a0, a1, nknots, gap_unit, params):
+    """
+    The column whose window each column's two profiles come from.
+
+    The first fit's sampling-gap rule (paper II.3): where the trace runs nearly
+    parallel to the rows, a window's pixels do not sample every phase of the profile,
+    and its fit would fill the gaps from the roughness penalty alone. There the first
+    fit reuses an earlier column's profile, and so do the two profiles: such a column
+    takes the fit of the nearest column whose window passes the test, with its own
+    amplitudes.
+
+    Parameters
+    ----------
+    alpha : ndarray of float64, shape (ny, nx)
+    regions : ndarray of int, shape (ny, nx)
+    rid, row0, row1 : int
+        Region id and its first and last native rows.
+    a0, a1 : float
+        The region's alpha range (knot span).
+    nknots : int
+        Knot intervals of the fit (the occupancy has
+        `atm_step.core.trace_fit.FINE_BINS_PER_KNOT` bins per interval).
+    gap_unit : float
+        The test's unit, the unrefined knot interval (alpha units).
+    params : FitParameters
+        ``window`` and ``gap_ratio``.
+
+    Returns
+    -------
+    ndarray of int64, shape (nx,)
+        The column whose window to fit, -1 if no column of the region passes.
+    """
+    nx = alpha.shape[1]
+    nfine = int(nknots) * FINE_BINS_PER_KNOT + 1  # as the first fit's histogram
+    gaps = np.empty(nx)
+    _window_gaps(alpha, regions, int(rid), int(row0), int(row1), float(a0),
+                 (float(a1) - float(a0)) / (int(nknots) * FINE_BINS_PER_KNOT), nfine,
+                 int(params.window), gaps)
+    ok = np.flatnonzero(gaps <= params.gap_ratio * gap_unit)
+    if ok.size == 0:
+        return np.full(nx, -1, dtype=np.int64)
+    x = np.arange(nx)
+    right = np.clip(np.searchsorted(ok, x), 0, ok.size - 1)
+    left = np.clip(right - 1, 0, ok.size - 1)
+    return np.where(np.abs(ok[left] - x) <= np.abs(ok[right] - x), ok[left], ok[right]).astype(np.int64)
+
+
+@numba.njit(cache=True, nogil=True)
 def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0, j1, a0, a1,
-                      nknots, total, share, complete, keep, window, lam, pen, cum_a, cum_b,
-                      old_native, old_os, new_native, new_os, chosen, rss):  # fmt: skip
-    """For every complete column the first fit modelled: solve the window's penalised
-    normal equations (prefix sums ``cum_a``, ``cum_b``; ``pen``, `interleaved_penalty`,
-    times ``lam``), fit the column's two amplitudes
+                      nknots, total, share, complete, keep, source, window, lam, pen, cum_a,
+                      cum_b, old_native, old_os, new_native, new_os, chosen, rss):  # fmt: skip
+    """For every complete column the first fit modelled: solve the penalised normal
+    equations of the window around column ``source[x]`` (`source_columns`; prefix sums
+    ``cum_a``, ``cum_b``; ``pen``, `interleaved_penalty`, times ``lam``), fit the
+    column's two amplitudes
     and write the two-profile model at the column's native and oversampled pixels where
     the first fit wrote one (``chosen[x]`` = 1); ``rss[x]`` receives the sums of squared
     residuals of the column's native pixels under the new and the first model.
@@ -379,11 +493,13 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
     chol = np.empty((n2, _BW))
     coef = np.empty(n2)
     vals = np.empty(_BW)
+    solved = -1  # the source column whose window ``coef`` holds
     for x in range(nx):
         chosen[x] = 0
         rss[x, 0] = 0.0
         rss[x, 1] = 0.0
-        if not complete[x]:
+        xs = source[x]
+        if not complete[x] or xs < 0:
             continue
         modelled = False
         for y in range(row0, row1 + 1):
@@ -392,9 +508,12 @@ def _fit_two_profiles(flux, alpha, regions, alpha_os, near, rid, row0, row1, j0,
                 break
         if not modelled:
             continue
-        _window_system(cum_a, cum_b, max(0, x - window), min(nx - 1, x + window), m, rhs)
-        if not solve_banded(m, pen, lam, rhs, chol, coef):
-            continue
+        if xs != solved:
+            _window_system(cum_a, cum_b, max(0, xs - window), min(nx - 1, xs + window), m, rhs)
+            solved = -1
+            if not solve_banded(m, pen, lam, rhs, chol, coef):
+                continue
+            solved = xs
         # the column's amplitudes of the two profiles: least squares on its own pixels
         # (a matched filter; the shares from sums carry the noise of every pixel)
         g11 = 0.0
@@ -490,12 +609,16 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
         profile = combine.mean_profile(fit.model_native, alpha, regions, rid, row0, row1, a0,
                                        (a1 - a0) / nbins, nbins)
         centres = a0 + (np.arange(nbins) + 0.5) * (a1 - a0) / nbins
-        split = split_point(centres, profile, centroid=True)
-        if split is None:
-            continue
         drow = float(geom.dalpha[k])
-        if peak_fwhm(centres, profile) < MIN_FWHM_ROWS * drow:
-            continue
+        split = split_point(centres, profile)
+        if split is None:
+            # one peak (a blend, or one source on extended emission): split at its
+            # centroid, through the peak, only if the peak is wide enough
+            if peak_fwhm(centres, profile) < MIN_FWHM_ROWS * drow:
+                continue
+            split = split_point(centres, profile, centroid=True)
+            if split is None:
+                continue
         width = SPLIT_WIDTH_ROWS * drow
         total, share, complete, sigma = column_shares(work, alpha, regions, rid, row0, row1,
                                                       split, width, err)
@@ -508,7 +631,14 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
             continue
         npix = int(np.count_nonzero(inside & np.isfinite(work[rows]) & np.isfinite(alpha[rows])))
         lam = float(fit.penalty[k]) * npix / nx * (2 * params.window + 1) / ncoef
-        pen = interleaved_penalty(difference_penalty(ncoef, params.penalty_order))
+        # the mean profile keeps the first fit's weight; the difference is seen through
+        # the change of the shares only, so its weight scales with their variance: the
+        # same resolution for both
+        r = share[complete]
+        pen = interleaved_penalty(difference_penalty(ncoef, params.penalty_order),
+                                  float(np.mean(r)), float(np.var(r)))
+        source = source_columns(alpha, regions, rid, row0, row1, a0, a1, nknots,
+                             (a1 - a0) / max(int(round(nknots / params.knot_factor)), 1), params)
         if shared:
             j0, j1 = row0, row1 + 1
             a_os, near_k = alpha, np.arange(work.shape[0], dtype=np.int64)
@@ -529,8 +659,8 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
                             complete, keep, cum_a, cum_b)
             rss = np.zeros((nx, 2))
             _fit_two_profiles(work, alpha, regions, a_os, near_k, rid, row0, row1, j0, j1, a0, a1,
-                              nknots, total, share, complete, keep, int(params.window), lam, pen,
-                              cum_a, cum_b, fit.spline_native, fit.spline_os, new_native, new_os,
+                              nknots, total, share, complete, keep, source, int(params.window),
+                              lam, pen, cum_a, cum_b, fit.spline_native, fit.spline_os, new_native, new_os,
                               chosen, rss)
             if attempt == REJECT_PASSES:
                 break
