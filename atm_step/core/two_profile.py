@@ -421,7 +421,7 @@ def _window_gaps(alpha, regions, rid, row0, row1, a0, binw, nfine, window, gaps)
         if x < 0:
             continue
         wl, wr = max(0, x - window), min(nx - 1, x + window)
-        lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, a0, binw)
+        _, _, npts, gap = _sampled_range(occ, clo, chi, wl, wr, a0, binw)
         gaps[x] = gap if npts > 0 else np.inf
 
 
@@ -638,7 +638,7 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
         pen = interleaved_penalty(difference_penalty(ncoef, params.penalty_order),
                                   float(np.mean(r)), float(np.var(r)))
         source = source_columns(alpha, regions, rid, row0, row1, a0, a1, nknots,
-                             (a1 - a0) / max(int(round(nknots / params.knot_factor)), 1), params)
+                             (a1 - a0) / max(round(nknots / params.knot_factor), 1), params)
         if shared:
             j0, j1 = row0, row1 + 1
             a_os, near_k = alpha, np.arange(work.shape[0], dtype=np.int64)
