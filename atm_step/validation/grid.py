@@ -543,6 +543,7 @@ def measure_case(case, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=
     noise_cube = cubes[("noisy", "standard", 1)][0] - cubes[("noise-free", "standard", 1)][0]
     noise_floor = _half_amp_vs_truth(truth + noise_cube, truth, spax)
     snr1 = float(np.nanmedian(ap[("noisy", "standard", 1)][0] / ap[("noisy", "standard", 1)][1]))
+    snr1_rms = _snr_rms(ap[("noisy", "standard", 1)])
     rows = []
     for variant in ("noisy", "noise-free"):
         for n in ns:
@@ -556,7 +557,7 @@ def measure_case(case, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=
             for m in ("ours", "jwst"):
                 c = cubes.get((variant, m, n))
                 if c is None:
-                    for k in ("", "_ap", "_total", "_line", "_noise", "_snr"):
+                    for k in ("", "_ap", "_total", "_line", "_noise", "_snr", "_snr_rms"):
                         row[f"{m}{k}"] = None
                     continue
                 row[m] = _half_amp_vs_truth(c[0], truth, spax)
@@ -570,6 +571,7 @@ def measure_case(case, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=
                     row[f"{m}_line"] = None
                 row[f"{m}_noise"] = scatter((m, n)) / s1 if variant == "noisy" else None
                 row[f"{m}_snr"] = float(np.nanmedian(a[0] / a[1])) / snr1 if variant == "noisy" else None
+                row[f"{m}_snr_rms"] = _snr_rms(a) / snr1_rms if variant == "noisy" else None
                 # the noisy floor of this method: the ideal cube plus the method's own noise
                 # (its noisy cube minus its noise-free one; the drizzle is linear)
                 row[f"{m}_floor"] = None
@@ -584,6 +586,15 @@ def measure_case(case, cfg=DEFAULT_GRID, *, jwst=True, jwst_compute=True, cache=
     return {"case": asdict(case), "noise": float(scene.noise), "rows": rows, "seconds": dt,
             "ours_seconds": ours_seconds, "jwst_fit_seconds": jwst_fit_seconds,
             "spaxels": [list(s) for s in spax], "jwst_fitted_slices": fit_ids, "n_line_spaxels": 0 if line_idx is None else len(line_idx)}
+
+
+def _snr_rms(aperture):
+    """Aperture SNR with the error averaged over wavelength: median flux over the rms of
+    the reported errors. Unlike the median of the per-column SNR, this does not depend on
+    which spaxel-to-pixel phase most columns have (at N = 1 one column's reported error
+    changes by up to sqrt(2) with it)."""
+    flux, err = aperture
+    return float(np.nanmedian(flux) / np.sqrt(np.nanmean(err**2)))
 
 
 def _goals(row):
@@ -796,4 +807,15 @@ def render_markdown(result, w):
               f"same noise would give) in {near}; that floor is itself above 0.8 x jwst in {below}, where only "
               f"passing less noise, not a better model, could meet the goal; and 0.8 x jwst is below even the "
               f"noise-free ideal floor in {below_ideal}.\n")
+        snr_miss = [r for r in fails.get("snr", []) if r.get("ours_snr_rms") is not None]
+        if snr_miss:
+            v = [r["ours_snr_rms"] for r in snr_miss]
+            jw = [r["jwst_snr"] for r in snr_miss if r.get("jwst_snr") is not None]
+            w(f"The reported-SNR rows: the goal takes the median over wavelength of each column's aperture "
+              f"SNR. A column's reported error depends on where its pixels fall against the spaxels (at N = 1 "
+              f"by up to sqrt(2): one pixel per spaxel or half of two), and on this grid most columns share one "
+              f"phase, where the trace runs parallel to the rows. With the error averaged over wavelength "
+              f"(rms) instead, ours is {min(v):.3f}-{max(v):.3f} x N = 1 in these {len(snr_miss)} rows"
+              + (f"; jwst, with the same error inflation, is at {min(jw):.3f}-{max(jw):.3f} x N = 1 by the "
+                 f"goal's measure" if jw else "") + ".\n")
     w(f"Grid run time {result['seconds']:.0f} s.\n")
