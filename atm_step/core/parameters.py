@@ -334,10 +334,11 @@ class FitParameters:
         of their flux in a 3 x 3 box), with the offset scale +3-20%.
 
         Two profiles where two sources with different spectra share a slice
-        (``two_profiles``, `atm_step.core.two_profile`): on the same grid the binaries at
-        FWHM 1.5-2.5 px come to their noise-free floor or near it (0.33" at 2 px, N = 3:
-        1.06% -> 0.60%, floor 0.56%); noise-free floor 24 -> 27 of 32, noisy N = 3
-        <= 0.8x jwst 17 -> 18; every other case unchanged.
+        (``two_profiles``, `atm_step.core.two_profile`): on the same grid every binary
+        comes to within 1.5x its noise-free floor (0.33" at 2 px, N = 3: 1.06% ->
+        0.57%, floor 0.56%; at 1 px 2.91% -> 2.41%, floor 1.68%); noise-free floor
+        24 -> 32 of 32, noisy N = 3 <= 0.8x jwst 17 -> 21, N = 2 <= jwst 25 -> 27;
+        every other case unchanged.
         """
         order = "descending" if str(detector).upper() == "NRS2" else "ascending"
         return cls(nknots=68, window=50, gap_ratio=1.6, column_order=order, penalty=None,
