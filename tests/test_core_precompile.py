@@ -53,11 +53,11 @@ def _run_caller(tmp_path, switch):
 
 def test_first_run_loads_the_image_stage_kernels_the_helper_compiled(tmp_path):
     got = _run_caller(tmp_path, "1")
-    assert got["fitted"] == 2
+    assert got["fitted"] == 3
     assert any(m.startswith("compile helper done") for m in got["messages"]), got["messages"]
     # the caller compiled the spline fits and nothing of the image stages
     assert "atm_step.core.trace_fit" in got["compiled"]
-    for module in ("combine", "background"):
+    for module in ("combine", "background", "two_profile"):
         assert f"atm_step.core.{module}" not in got["compiled"], got
 
 
@@ -133,6 +133,6 @@ def test_the_helpers_work_gives_a_model_of_its_scene(monkeypatch):
                                slope_limit=0.1, parameters=params)
     assert helper_kinds and all(k == (types.FunctionType,) * 2 for k in helper_kinds)
     assert isinstance(trace_fit._fit_columns, Dispatcher)  # restored afterwards
-    assert res.n_fitted == 2 and res.n_band_rows.max() > 0
+    assert res.n_fitted == 3 and res.n_band_rows.max() > 0
     np.testing.assert_allclose(res.flux, ref.flux, rtol=1e-9, atol=1e-9, equal_nan=True)
 

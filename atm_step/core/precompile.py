@@ -226,26 +226,35 @@ def start(params, *, oversample, err, variances, psf_optimal, slope_limit, alpha
 
 def _synthetic_scene():
     """
-    Two 30-row slices of 32 columns: a compact source with extended emission under it
+    Three 30-row slices of 32 columns: a compact source with extended emission under it
     in the first (which sets off the compact-source band and the background model), a
-    fainter one in the second, a tilted trace and two missing pixels.
+    fainter one in the second, two sources whose flux ratio changes from column to
+    column in the third (the two-profile model), a tilted trace and two missing pixels.
 
     Returns
     -------
-    flux, alpha, regions, err : ndarray, shape (64, 32)
+    flux, alpha, regions, err : ndarray, shape (96, 32)
         Flux (MJy/sr-like), alpha (arcsec, NaN outside slices), region map, errors.
     """
-    ny, nx = 64, 32
+    ny, nx = 96, 32
     regions = np.zeros((ny, nx), dtype=np.int64)
     regions[1:31] = 1
     regions[33:63] = 2
+    regions[65:95] = 3
     yy, xx = np.mgrid[0:ny, 0:nx].astype(np.float64)
-    centre = np.where(regions == 1, 16.0, 48.0) + xx / 80.0
+    # the third slice's trace is steeper: its 32 columns then sample every phase
+    centre = np.choose(np.clip(regions - 1, 0, 2), (16.0 + xx / 80.0, 48.0 + xx / 80.0,
+                                                    78.0 + xx / 10.0))
     alpha = np.where(regions > 0, 0.1 * (yy - centre), np.nan)
     rng = np.random.default_rng(1)
     compact = np.exp(-0.5 * (alpha / 0.08) ** 2) * np.where(regions == 1, 100.0, 10.0)
     extended = 5.0 * np.exp(-0.5 * (alpha / 0.5) ** 2)
-    flux = np.where(regions > 0, 1.0 + compact + extended, 0.0) + rng.normal(0.0, 0.1, (ny, nx))
+    flux = np.where((regions > 0) & (regions < 3), 1.0 + compact + extended, 0.0)
+    # the third slice: two stars 0.5" apart, their ratio changing along the columns
+    ratio = 0.6 + 0.1 * np.sin(0.9 * xx)
+    pair = (np.exp(-0.5 * ((alpha + 0.25) / 0.09) ** 2)
+            + ratio * np.exp(-0.5 * ((alpha - 0.25) / 0.09) ** 2))
+    flux = np.where(regions == 3, 1.0 + 100.0 * pair, flux) + rng.normal(0.0, 0.1, (ny, nx))
     flux[15:17, 10] = np.nan
     return flux, alpha, regions, np.full((ny, nx), 0.1)
 
