@@ -206,13 +206,15 @@ def start(params, *, oversample, err, variances, psf_optimal, slope_limit, alpha
     }
     env = dict(os.environ)
     env[ENV_SWITCH] = "0"
-    # the helper must import this very package (its source paths key the cache)
+    # the helper must import this very package (its source paths key the cache): first
+    # on its path, and ``-P`` keeps the working directory off it (``-m`` would put it
+    # first, and a source checkout there would shadow the installed package)
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH")) if p)
     try:
         output = tempfile.TemporaryFile()
         process = subprocess.Popen(
-            [sys.executable, "-m", "atm_step.core.precompile", json.dumps(spec)],
+            [sys.executable, "-P", "-m", "atm_step.core.precompile", json.dumps(spec)],
             stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT, env=env,
         )
     except OSError as exc:
