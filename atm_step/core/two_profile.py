@@ -88,8 +88,7 @@ from atm_step.core.trace_fit import FINE_BINS_PER_KNOT, _sampled_range
 
 __all__ = [
     "column_shares", "interleaved_penalty", "peak_fwhm", "share_change", "source_columns",
-    "split_point",
-    "two_profile_refit",
+    "split_point", "two_profile_refit",
 ]
 
 log = logging.getLogger(__name__)
