@@ -526,7 +526,7 @@ def conserve_band_flux(fit, band, regions, alpha_os, near, oversample):
 
 #: columns handled side by side by `_shrink_kernel`: the rows are swept in order, so
 #: each cache line of the oversampled images serves this many columns
-SHRINK_BLOCK = 16
+SHRINK_BLOCK = 512
 
 
 @numba.njit(**_HELPER)

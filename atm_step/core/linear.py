@@ -118,8 +118,11 @@ def _linear_oversample_kernel(data, regions, y_os, near, preserve_nan, extrapola
         lo, hi, w, inside = row_neighbours(t, data.shape[0])
         for x in range(nx):
             reg = regions[r, x]
+            if reg <= 0:  # outside regions (half of an IFU image): no search, no call
+                out[j, x] = np.nan
+                continue
             v = np.nan
-            if inside and reg > 0 and regions[lo, x] == reg and regions[hi, x] == reg:
+            if inside and regions[lo, x] == reg and regions[hi, x] == reg:
                 v = lerp(data[lo, x], data[hi, x], w)
             if np.isnan(v):  # a neighbour NaN or outside the region: the full search
                 v = interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate)
