@@ -98,14 +98,13 @@ def test_the_default_penalty_is_half_the_weight_on_each_profile():
 def test_source_columns_apply_the_first_fits_sampling_gap_test(binary):
     """Where the NRS1-like trace flattens (the right-hand columns), the windows miss
     phases of the profile: exactly the columns where the first fit reused an earlier
-    column's profile take the two profiles of the last column that passes, the nearest."""
+    column's profile take the two profiles of the last column it fitted, the nearest."""
     scene, flux = binary
-    (rid, row0, row1), (alpha, regions, _, _), fit = _first_fit(scene, flux)
+    (rid, _, _), _, fit = _first_fit(scene, flux)
+    # the first fit's record: as many columns as it counts as fitted, in every region
+    np.testing.assert_array_equal(fit.fitted_columns.sum(axis=1), fit.counts[:, 0])
     k = int(np.flatnonzero(fit.geometry.ids == rid)[0])
-    a0, a1 = float(fit.geometry.alpha_min[k]), float(fit.geometry.alpha_max[k])
-    nknots = int(fit.nknots[k])
-    source = two_profile.source_columns(alpha, regions, rid, row0, row1, a0, a1, nknots,
-                                        (a1 - a0) / nknots, PRESET)
+    source = two_profile.source_columns(fit.fitted_columns[k])
     x = np.arange(flux.shape[1])
     moved = np.flatnonzero(source != x)
     reused = int(fit.counts[k, 1])
@@ -113,6 +112,12 @@ def test_source_columns_apply_the_first_fits_sampling_gap_test(binary):
     # one run at the right-hand end, all given the column just before it
     np.testing.assert_array_equal(moved, x[-reused:])
     assert np.all(source[moved] == x[-reused] - 1)
+
+
+def test_source_columns_take_the_nearest_fitted_column():
+    fitted = np.array([0, 1, 0, 0, 0, 1, 0, 0], dtype=bool)
+    np.testing.assert_array_equal(two_profile.source_columns(fitted), [1, 1, 1, 1, 5, 5, 5, 5])
+    np.testing.assert_array_equal(two_profile.source_columns(np.zeros(3, bool)), [-1, -1, -1])
 
 
 def test_a_region_keeps_a_first_fit_that_fits_better(binary):

@@ -894,7 +894,7 @@ def column_work(nx, cfg):
 @numba.njit(cache=True, nogil=True)
 def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngood, v, bidx,
                  bval, fbin, clo, chi, work, start, stop, step, out_native, out_norm, out_os,
-                 col_scale, result):  # fmt: skip
+                 col_scale, col_fitted, result):  # fmt: skip
     """
     Spline model of the columns ``range(start, stop, step)`` of one region (a chunk,
     `column_chunks`; see the module docstring), from its column norms
@@ -902,8 +902,9 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
     the band ``pen`` (`difference_penalty`) and the work arrays ``work``
     (`column_work`): the per-column loop over the one-idea kernels above.
 
-    Writes the chunk's pixels of the output arrays and each modelled column's scale
-    ``col_scale[c]``. ``result`` receives (columns fitted, columns reusing a fit,
+    Writes the chunk's pixels of the output arrays, each modelled column's scale
+    ``col_scale[c]``, and ``col_fitted[c] = True`` for each column fitted from its own
+    window (the sampling-gap test passed and the fit converged). ``result`` receives (columns fitted, columns reusing a fit,
     rejections, pending columns, 1 if the chunk fitted a column); the pending
     columns, which would reuse a fit made before the chunk, are
     ``work.pending[:result[3]]``; the chunk's last fit is ``work.prev`` over the
@@ -952,6 +953,7 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
         if fitted:
             n_fit += 1
             n_rej += nrej
+            col_fitted[c] = True
             for i in range(ncoef):
                 prev[i] = coef[i]
             prev_lo = lo
@@ -1004,8 +1006,9 @@ class _RegionJob:
     thread, then `finish` (pending columns, lost columns).
     """
 
-    def __init__(self, cfg, arrays, outputs, counts, refreshes):
+    def __init__(self, cfg, arrays, outputs, counts, refreshes, fitted_columns):
         self.cfg = cfg
+        self.fitted_columns = fitted_columns  # (nx,) bool, `TraceFit.fitted_columns`' row
         self.arrays = arrays  # flux, alpha, regions, alpha_os, near
         self.outputs = outputs  # out_native, out_norm, out_os
         self.counts = counts
@@ -1041,6 +1044,7 @@ class _RegionJob:
         self.rel = float(rel)
         self.lam = self.rel * scale
         self.col_scale = np.full(nx, np.nan)
+        self.col_fitted = np.zeros(nx, dtype=np.bool_)
 
     def _thread_work(self):
         key = threading.get_ident()
@@ -1056,7 +1060,7 @@ class _RegionJob:
         res = np.zeros(5, dtype=np.int64)
         _fit_columns(*self.arrays, self.cfg, self.pen, self.lam, self.norm, self.ngood,
                      *self.table, work, start, stop, step, *self.outputs, self.col_scale,
-                     res)  # fmt: skip
+                     self.col_fitted, res)  # fmt: skip
         last = None
         if res[4]:
             last = (work.prev.copy(), float(work.prev_range[0]), float(work.prev_range[1]))
@@ -1085,6 +1089,7 @@ class _RegionJob:
             if r.last is not None:
                 last = r.last
         self.counts[:] = total
+        self.fitted_columns[:] = self.col_fitted
         out_native, _, out_os = self.outputs
         _rescale_lost_columns(self.norm, self.col_scale, cfg.window, cfg.row0, cfg.row1,
                               cfg.rid, regions, near, cfg.j0, cfg.j1, out_native, out_os,
@@ -1182,6 +1187,10 @@ class TraceFit:
     penalty : ndarray of float64, shape (nreg,)
         Per fitted region: the relative roughness-penalty weight used (chosen by GCV
         when ``FitParameters.penalty`` is None).
+    fitted_columns : ndarray of bool, shape (nreg, nx)
+        Per fitted region: the columns fitted from their own window. The others reuse
+        the fit of an earlier column (their window failed the sampling-gap test of
+        paper II.3, or its fit) or have too few good pixels for a model.
     """
 
     spline_native: np.ndarray
@@ -1191,6 +1200,7 @@ class TraceFit:
     nknots: np.ndarray
     counts: np.ndarray
     penalty: np.ndarray
+    fitted_columns: np.ndarray
 
     def per_region_counts(self, all_ids):
         """Diagnostics aligned to ``all_ids`` (zeros for regions not fitted)."""
@@ -1272,7 +1282,8 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None, 
     geom = region_geometry(regions, alpha, ids)
     if ids.size == 0:
         return TraceFit(spline_native, model_native, spline_os, geom,
-                        np.zeros(0, np.int64), np.zeros((0, 3), np.int64), np.zeros(0))
+                        np.zeros(0, np.int64), np.zeros((0, 3), np.int64), np.zeros(0),
+                        np.zeros((0, nx), dtype=np.bool_))
 
     # a spline along the slice needs alpha to change along it: alpha constant, NaN, or
     # changing only across columns (no step between vertical neighbours) gives none
@@ -1314,6 +1325,7 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None, 
     j0 = np.searchsorted(near, geom.row0, side="left").astype(np.int64)
     j1 = np.searchsorted(near, geom.row1, side="right").astype(np.int64)
     counts = np.zeros((ids.size, 3), dtype=np.int64)
+    fitted_columns = np.zeros((ids.size, nx), dtype=np.bool_)
 
     threads = numba.get_num_threads() if threads is None else max(int(threads), 1)
     log.info("Fitting spline models for %d regions on %d thread(s)", ids.size, threads)
@@ -1331,7 +1343,7 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None, 
     refreshes = nx if threads == 1 else 1
     arrays = (flux, alpha_c, regions, alpha_os_c, near)
     outputs = (spline_native, model_native, spline_os)
-    jobs = [_RegionJob(setups[k], arrays, outputs, counts[k], refreshes)
+    jobs = [_RegionJob(setups[k], arrays, outputs, counts[k], refreshes, fitted_columns[k])
             for k in range(ids.size)]  # fmt: skip
     _run_regions(jobs, threads)
     penalty = np.array([job.rel for job in jobs])
@@ -1341,4 +1353,5 @@ def fit_regions(flux, alpha, regions, ids, alpha_os, near, params, labels=None, 
             rid, *counts[k],
         )
     return TraceFit(spline_native, model_native, spline_os, geom,
-                    np.array([s.nknots for s in setups], dtype=np.int64), counts, penalty)
+                    np.array([s.nknots for s in setups], dtype=np.int64), counts, penalty,
+                    fitted_columns)

@@ -38,8 +38,9 @@ blend).
 Where the trace runs nearly parallel to the rows, a window's pixels sample the profile
 at a few phases only, and its fit would fill the rest from the penalty. The first fit
 reuses an earlier column's profile there (paper II.3's sampling-gap test), and so does
-this one: such a column takes the two profiles of the nearest column whose window
-passes the same test (`source_columns`), with its own amplitudes. Without this the
+this one: such a column takes the two profiles of the nearest column the first fit
+fitted from its own window (`source_columns`, from `TraceFit.fitted_columns`), with
+its own amplitudes. Without this the
 right-hand third of the validation's NRS1-like slices, where the trace flattens, kept
 errors of 1% of the peak between the native rows, and at FWHM 1 px the two profiles
 made the binaries worse than one (3.1% -> 7.1% rms error against truth, 0.33" binary,
@@ -84,7 +85,6 @@ import numpy as np
 from atm_step.core import combine
 from atm_step.core.bspline import basis_values, difference_penalty, solve_banded
 from atm_step.core.jit import HELPER
-from atm_step.core.trace_fit import FINE_BINS_PER_KNOT, _sampled_range
 
 __all__ = [
     "column_shares", "interleaved_penalty", "peak_fwhm", "share_change", "source_columns",
@@ -409,36 +409,7 @@ def interleaved_penalty(pen, mean_share=0.5, kappa=0.25):
     return out
 
 
-@numba.njit(cache=True, nogil=True)
-def _window_gaps(alpha, regions, rid, row0, row1, a0, binw, nfine, window, gaps):
-    """The sampling-gap test of the first fit (`atm_step.core.trace_fit._sampled_range`)
-    for every column's window of region ``rid``: ``gaps[x]`` receives the largest gap
-    (alpha units) between the alpha positions sampled by the finite-alpha pixels of
-    columns ``x - window .. x + window``; inf for a window without pixels."""
-    nx = alpha.shape[1]
-    occ = np.zeros(nfine, dtype=np.int64)
-    clo = np.full(nx, np.inf)
-    chi = np.full(nx, -np.inf)
-    for x in range(nx):
-        for y in range(row0, row1 + 1):
-            if regions[y, x] == rid and np.isfinite(alpha[y, x]):
-                clo[x] = min(clo[x], alpha[y, x])
-                chi[x] = max(chi[x], alpha[y, x])
-    for x in range(-window, nx):
-        for xx, sign in ((x + window, 1), (x - window - 1, -1)):
-            if 0 <= xx < nx:
-                for y in range(row0, row1 + 1):
-                    if regions[y, xx] == rid and np.isfinite(alpha[y, xx]):
-                        k = min(max(int((alpha[y, xx] - a0) / binw), 0), nfine - 1)
-                        occ[k] += sign
-        if x < 0:
-            continue
-        wl, wr = max(0, x - window), min(nx - 1, x + window)
-        _, _, npts, gap = _sampled_range(occ, clo, chi, wl, wr, a0, binw)
-        gaps[x] = gap if npts > 0 else np.inf
-
-
-def source_columns(alpha, regions, rid, row0, row1, a0, a1, nknots, gap_unit, params):
+def source_columns(fitted):
     """
     The column whose window each column's two profiles come from.
 
@@ -446,37 +417,24 @@ def source_columns(alpha, regions, rid, row0, row1, a0, a1, nknots, gap_unit, pa
     parallel to the rows, a window's pixels do not sample every phase of the profile,
     and its fit would fill the gaps from the roughness penalty alone. There the first
     fit reuses an earlier column's profile, and so do the two profiles: such a column
-    takes the fit of the nearest column whose window passes the test, with its own
-    amplitudes.
+    takes the fit of the nearest column that the first fit fitted from its own window,
+    with its own amplitudes.
 
     Parameters
     ----------
-    alpha : ndarray of float64, shape (ny, nx)
-    regions : ndarray of int, shape (ny, nx)
-    rid, row0, row1 : int
-        Region id and its first and last native rows.
-    a0, a1 : float
-        The region's alpha range (knot span).
-    nknots : int
-        Knot intervals of the fit (the occupancy has
-        `atm_step.core.trace_fit.FINE_BINS_PER_KNOT` bins per interval).
-    gap_unit : float
-        The test's unit, the unrefined knot interval (alpha units).
-    params : FitParameters
-        ``window`` and ``gap_ratio``.
+    fitted : ndarray of bool, shape (nx,)
+        The region's columns fitted from their own window
+        (`atm_step.core.trace_fit.TraceFit.fitted_columns`).
 
     Returns
     -------
     ndarray of int64, shape (nx,)
-        The column whose window to fit, -1 if no column of the region passes.
+        The column whose window to fit (the nearer one, the left on a tie), -1 for
+        every column if the first fit fitted none.
     """
-    nx = alpha.shape[1]
-    nfine = int(nknots) * FINE_BINS_PER_KNOT + 1  # as the first fit's histogram
-    gaps = np.empty(nx)
-    _window_gaps(alpha, regions, int(rid), int(row0), int(row1), float(a0),
-                 (float(a1) - float(a0)) / (int(nknots) * FINE_BINS_PER_KNOT), nfine,
-                 int(params.window), gaps)
-    ok = np.flatnonzero(gaps <= params.gap_ratio * gap_unit)
+    fitted = np.asarray(fitted, dtype=bool)
+    nx = fitted.size
+    ok = np.flatnonzero(fitted)
     if ok.size == 0:
         return np.full(nx, -1, dtype=np.int64)
     x = np.arange(nx)
@@ -655,8 +613,7 @@ def two_profile_refit(fit, work, err, alpha, regions, alpha_os, near, params, sk
         r = share[complete]
         pen = interleaved_penalty(difference_penalty(ncoef, params.penalty_order),
                                   float(np.mean(r)), float(np.var(r)))
-        source = source_columns(alpha, regions, rid, row0, row1, a0, a1, nknots,
-                             (a1 - a0) / max(round(nknots / params.knot_factor), 1), params)
+        source = source_columns(fit.fitted_columns[k])
         if shared:
             j0, j1 = row0, row1 + 1
             a_os, near_k = alpha, np.arange(work.shape[0], dtype=np.int64)
