@@ -375,6 +375,8 @@ class AdaptiveTraceModelStep(Step):
             channel_groups=inputs.channel_groups,
             parameters=inputs.parameters,
             maximum_cores=self._n_cores(n_regions),
+            # the full spline, linear and residual images only for the intermediate products
+            intermediates=bool(self.save_intermediate_results),
             **self._tuning(),
         )
         for i, rid in enumerate(result.region_ids):

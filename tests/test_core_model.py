@@ -166,6 +166,25 @@ def test_negative_offset_is_removed_for_modelling_and_restored(psf):
     assert res.n_fitted >= 3
 
 
+@pytest.mark.parametrize("name", ["point_source", "negative_offset"])
+def test_without_intermediates_every_output_is_the_same(psf, name):
+    """``intermediates=False`` (the step without save_intermediate_results) writes the
+    trace model into the spline's buffer and keeps no linear model: the outputs are
+    bit-identical, the intermediate images absent (also with the negative offset,
+    which is added back to the trace model)."""
+    sc = scene(name, psf)
+    var = {"var_rnoise": sc.err**2}
+    full = run(sc, variances=var)
+    lean = run(sc, variances=var, intermediates=False)
+    for key in ("flux", "err", "trace", "band", "estimated"):
+        a, b = getattr(full, key), getattr(lean, key)
+        assert np.array_equal(a, b, equal_nan=a.dtype.kind == "f"), key
+    assert np.array_equal(full.variances["var_rnoise"], lean.variances["var_rnoise"], equal_nan=True)
+    assert lean.spline is None and lean.linear is None and lean.residual is None
+    # the full spline differs from the trace model outside the band
+    assert np.isfinite(full.spline).sum() > np.isfinite(full.trace).sum()
+
+
 @pytest.mark.parametrize(
     "kwargs, error, match",
     [

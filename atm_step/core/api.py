@@ -45,13 +45,16 @@ class ATMResult:
         Oversampled variance arrays, inflated by ``X**2``, under the names given.
     trace : ndarray of float64
         Scaled spline model where the combination uses it, NaN elsewhere.
-    spline : ndarray of float64
+    spline : ndarray of float64 or None
         Scaled spline model wherever a fit exists, NaN elsewhere.
-    linear : ndarray of float64
+    linear : ndarray of float64 or None
         Linear model (paper II.2); NaN where the nearest native pixel is NaN.
-    residual : ndarray of float64
+    residual : ndarray of float64 or None
         Residual model (paper II.4): data minus spline at native pixels, linearly
-        interpolated; NaN where no spline exists.
+        interpolated (Wiener-weighted inside the band with
+        ``FitParameters.residual_shrinkage``); NaN where no spline exists.
+        ``spline``, ``linear`` and ``residual`` are None when the call asked for no
+        intermediate images (``intermediates=False``).
     band : ndarray of bool
         True inside the compact-source band of a fitted region (where ``trace`` is used).
     estimated : ndarray of bool
@@ -89,9 +92,9 @@ class ATMResult:
     err: np.ndarray | None
     variances: dict
     trace: np.ndarray
-    spline: np.ndarray
-    linear: np.ndarray
-    residual: np.ndarray
+    spline: np.ndarray | None
+    linear: np.ndarray | None
+    residual: np.ndarray | None
     band: np.ndarray
     estimated: np.ndarray
     y_os: np.ndarray
@@ -167,6 +170,7 @@ def adaptive_trace_model(
     channel_groups=None,
     parameters=None,
     maximum_cores=1,
+    intermediates=True,
     **tuning,
 ):
     """
@@ -223,6 +227,11 @@ def adaptive_trace_model(
     maximum_cores : int, optional
         Threads for the compiled kernels: regions are fitted in parallel, and the
         oversampled rows are computed in parallel.
+    intermediates : bool, optional
+        If False, ``result.spline``, ``result.linear`` and ``result.residual`` are
+        None: the images only intermediate products need are not kept (the step asks
+        for them only with ``save_intermediate_results``). Two oversampled images
+        less are made, and one less is held on return; every other output is the same.
     **tuning
         Overrides of single `FitParameters` fields (``nknots``, ``window``,
         ``sigma_reject``, ``max_iter``, ``gap_ratio``, ``column_order``,
@@ -304,7 +313,7 @@ def adaptive_trace_model(
             result = _model_image(
                 flux, alpha, regions, err, variances, float(oversample), fit_threshold,
                 slope_limit, pad, psf_optimal, alpha_os, channel_groups, params, original_ids,
-                helper,
+                helper, bool(intermediates),
             )  # fmt: skip
     finally:
         if helper is not None:
@@ -411,6 +420,7 @@ def _refit_without_background(fit, band, near_band, work, alpha, regions, alpha_
 def _model_image(
     flux, alpha, regions, err, variances, oversample, fit_threshold, slope_limit, pad,
     psf_optimal, alpha_os, channel_groups, params, labels=None, helper=None,
+    intermediates=True,
 ):  # fmt: skip
     """The body of `adaptive_trace_model`, on checked inputs; ``labels`` maps renumbered
     region ids to the caller's, for messages; ``helper`` is a running
@@ -499,13 +509,17 @@ def _model_image(
         resid_native=resid_native,
         err=err if oversample != 1.0 else None,
         residual_shrinkage=params.residual_shrinkage,
+        intermediates=intermediates,
     )
+    if not intermediates:
+        parts.residual = None
     # the native images only the models needed: released before the error images
     # are made (at N = 1 these copies set the peak memory of the call)
     del resid_native, work, alpha, alpha_os, regions
     if offset < 0:
         for arr in (parts.flux, parts.trace, parts.spline):
-            arr += offset
+            if arr is not None:
+                arr += offset
     if oversample == 1.0:
         # the input itself, unchanged (copied only if the conversion did not copy it),
         # into the combined image's buffer, which N = 1 does not use

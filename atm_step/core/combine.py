@@ -197,12 +197,14 @@ def band_bin(a, a0, step, nbins):
 @numba.njit(cache=True, nogil=True)
 def _combine_kernel(
     flux, resid_native, regions, y_os, near, spline_os, alpha_os, lookup, whole, inband,
-    band_a0, band_step, psf_optimal, sigmas, squared, inflation,
+    band_a0, band_step, psf_optimal, sigmas, squared, inflation, keep_linear,
     out_linear, out_resid, out_comb, out_trace, out_band, out_est, out_sigmas, j0, j1,
 ):  # fmt: skip
     # One pass over the oversampled rows j0..j1-1: each pixel's native neighbours are
     # found once and shared by the flux, the residual and every error/variance image
     # (`lerp` where both are in the region and finite, else the full search).
+    # ``out_linear`` is written only with ``keep_linear``; ``out_trace`` may be
+    # ``spline_os`` itself (each pixel is read before it is written).
     ny, nx = flux.shape
     nbins = inband.shape[1]
     n_sig = sigmas.shape[0]
@@ -213,7 +215,8 @@ def _combine_kernel(
         for x in range(nx):
             reg = regions[r, x]
             if reg <= 0:
-                out_linear[j, x] = np.nan
+                if keep_linear:
+                    out_linear[j, x] = np.nan
                 out_resid[j, x] = np.nan
                 out_comb[j, x] = np.nan
                 out_trace[j, x] = np.nan
@@ -241,7 +244,8 @@ def _combine_kernel(
                     if not inb:
                         b = band_bin(alpha_os[j, x], band_a0[k], band_step[k], nbins)
                         inb = b >= 0 and inband[k, b]
-            out_linear[j, x] = lin
+            if keep_linear:
+                out_linear[j, x] = lin
             out_resid[j, x] = res
             if inb:
                 comb = s
@@ -274,13 +278,14 @@ class CombinedModels:
     """
     Oversampled models and their combination; arrays of shape (ny_os, nx).
 
-    ``band_rows`` maps region id to the band width in native rows.
+    ``band_rows`` maps region id to the band width in native rows. ``spline`` and
+    ``linear`` are None when `combine_models` was asked for no intermediate images.
     """
 
     flux: np.ndarray
     trace: np.ndarray
-    spline: np.ndarray
-    linear: np.ndarray
+    spline: np.ndarray | None
+    linear: np.ndarray | None
     residual: np.ndarray
     band: np.ndarray
     estimated: np.ndarray
@@ -642,7 +647,7 @@ def shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage):
 def combine_models(
     flux, regions, alpha, alpha_os, y_os, near, fit, band, *, oversample, psf_optimal,
     sigmas=None, squared=None, inflation=1.0, resid_native=None, err=None,
-    residual_shrinkage=0.0,
+    residual_shrinkage=0.0, intermediates=True,
 ):  # fmt: skip
     """
     Build the linear and residual models and combine them with the spline model.
@@ -678,6 +683,11 @@ def combine_models(
     residual_shrinkage : float, optional
         Wiener weight of the residual inside the band (`shrink_band_residual`);
         0, no ``err`` or ``psf_optimal``: off.
+    intermediates : bool, optional
+        If False, the linear model is not kept, and the trace model is written into
+        ``fit.spline_os`` (which then no longer holds the full spline model): two
+        oversampled images less to make (time and memory). The combined image, the
+        errors and the trace model are the same either way.
 
     Returns
     -------
@@ -696,10 +706,12 @@ def combine_models(
         conserve_band_flux(fit, band, regions, alpha_os, near, oversample)
     lookup = _band_lookup(band, regions)
     shape = fit.spline_os.shape
-    linear = np.empty(shape)
+    linear = np.empty(shape) if intermediates else np.empty((1, 1))
     residual = np.empty(shape)
     combined = np.empty(shape)
-    trace = np.empty(shape)
+    # in place where the spline model has an array of its own (not the native one)
+    in_place = not intermediates and fit.spline_os is not fit.spline_native
+    trace = fit.spline_os if in_place else np.empty(shape)
     use = np.empty(shape, dtype=bool)
     estimated = np.empty(shape, dtype=bool)
     if sigmas is None:
@@ -711,7 +723,7 @@ def combine_models(
     args = (
         flux, resid_native, regions, y_os, near, fit.spline_os, alpha_os,
         lookup, band.whole, band.inband, band.a0, band.step, bool(psf_optimal),
-        sigmas, np.asarray(squared, dtype=np.bool_), float(inflation),
+        sigmas, np.asarray(squared, dtype=np.bool_), float(inflation), bool(intermediates),
         linear, residual, combined, trace, use, estimated, out_sigmas,
     )  # fmt: skip
     in_row_chunks(shape[0], lambda j0, j1: _combine_kernel(*args, j0, j1))
@@ -719,8 +731,8 @@ def combine_models(
     parts = CombinedModels(
         flux=combined,
         trace=trace,
-        spline=fit.spline_os,
-        linear=linear,
+        spline=fit.spline_os if intermediates else None,
+        linear=linear if intermediates else None,
         residual=residual,
         band=use,
         estimated=estimated,
