@@ -230,8 +230,8 @@ def adaptive_trace_model(
     intermediates : bool, optional
         If False, ``result.spline``, ``result.linear`` and ``result.residual`` are
         None: the images only intermediate products need are not kept (the step asks
-        for them only with ``save_intermediate_results``). Two oversampled images
-        less are made, and one less is held on return; every other output is the same.
+        for them only with ``save_intermediate_results``). Two fewer oversampled images
+        are made, and one fewer is held on return; every other output is the same.
     **tuning
         Overrides of single `FitParameters` fields (``nknots``, ``window``,
         ``sigma_reject``, ``max_iter``, ``gap_ratio``, ``column_order``,

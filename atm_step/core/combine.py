@@ -686,7 +686,7 @@ def combine_models(
     intermediates : bool, optional
         If False, the linear model is not kept, and the trace model is written into
         ``fit.spline_os`` (which then no longer holds the full spline model): two
-        oversampled images less to make (time and memory). The combined image, the
+        fewer oversampled images to make (time and memory). The combined image, the
         errors and the trace model are the same either way.
 
     Returns

@@ -904,8 +904,9 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
 
     Writes the chunk's pixels of the output arrays, each modelled column's scale
     ``col_scale[c]``, and ``col_fitted[c] = True`` for each column fitted from its own
-    window (the sampling-gap test passed and the fit converged). ``result`` receives (columns fitted, columns reusing a fit,
-    rejections, pending columns, 1 if the chunk fitted a column); the pending
+    window (the sampling-gap test passed and the fit converged). ``result`` receives
+    (columns fitted, columns reusing a fit, rejections, pending columns, 1 if the
+    chunk fitted a column); the pending
     columns, which would reuse a fit made before the chunk, are
     ``work.pending[:result[3]]``; the chunk's last fit is ``work.prev`` over the
     alpha range ``work.prev_range``.
