@@ -1045,7 +1045,6 @@ class _RegionJob:
         self.rel = float(rel)
         self.lam = self.rel * scale
         self.col_scale = np.full(nx, np.nan)
-        self.col_fitted = np.zeros(nx, dtype=np.bool_)
 
     def _thread_work(self):
         key = threading.get_ident()
@@ -1061,7 +1060,7 @@ class _RegionJob:
         res = np.zeros(5, dtype=np.int64)
         _fit_columns(*self.arrays, self.cfg, self.pen, self.lam, self.norm, self.ngood,
                      *self.table, work, start, stop, step, *self.outputs, self.col_scale,
-                     self.col_fitted, res)  # fmt: skip
+                     self.fitted_columns, res)  # fmt: skip
         last = None
         if res[4]:
             last = (work.prev.copy(), float(work.prev_range[0]), float(work.prev_range[1]))
@@ -1090,7 +1089,6 @@ class _RegionJob:
             if r.last is not None:
                 last = r.last
         self.counts[:] = total
-        self.fitted_columns[:] = self.col_fitted
         out_native, _, out_os = self.outputs
         _rescale_lost_columns(self.norm, self.col_scale, cfg.window, cfg.row0, cfg.row1,
                               cfg.rid, regions, near, cfg.j0, cfg.j1, out_native, out_os,
