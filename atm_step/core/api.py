@@ -511,8 +511,6 @@ def _model_image(
         residual_shrinkage=params.residual_shrinkage,
         intermediates=intermediates,
     )
-    if not intermediates:
-        parts.residual = None
     # the native images only the models needed: released before the error images
     # are made (at N = 1 these copies set the peak memory of the call)
     del resid_native, work, alpha, alpha_os, regions

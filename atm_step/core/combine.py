@@ -278,15 +278,16 @@ class CombinedModels:
     """
     Oversampled models and their combination; arrays of shape (ny_os, nx).
 
-    ``band_rows`` maps region id to the band width in native rows. ``spline`` and
-    ``linear`` are None when `combine_models` was asked for no intermediate images.
+    ``band_rows`` maps region id to the band width in native rows. ``spline``,
+    ``linear`` and ``residual`` are None when `combine_models` was asked for no
+    intermediate images.
     """
 
     flux: np.ndarray
     trace: np.ndarray
     spline: np.ndarray | None
     linear: np.ndarray | None
-    residual: np.ndarray
+    residual: np.ndarray | None
     band: np.ndarray
     estimated: np.ndarray
     band_rows: dict
@@ -684,9 +685,10 @@ def combine_models(
         Wiener weight of the residual inside the band (`shrink_band_residual`);
         0, no ``err`` or ``psf_optimal``: off.
     intermediates : bool, optional
-        If False, the linear model is not kept, and the trace model is written into
-        ``fit.spline_os`` (which then no longer holds the full spline model): two
-        fewer oversampled images to make (time and memory). The combined image, the
+        If False, the linear model is not kept, the trace model is written into
+        ``fit.spline_os`` (which then no longer holds the full spline model), and the
+        residual is dropped once the Wiener weight has used it: two fewer oversampled
+        images to make and one fewer to return (time and memory). The combined image, the
         errors and the trace model are the same either way.
 
     Returns
@@ -741,4 +743,6 @@ def combine_models(
     )
     if residual_shrinkage > 0 and err is not None and not psf_optimal:
         shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage)
+    if not intermediates:
+        parts.residual = None
     return parts
