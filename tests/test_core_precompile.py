@@ -35,11 +35,24 @@ _CALLER = textwrap.dedent("""
     logging.getLogger("atm_step.core.precompile").addHandler(Keep())
     logging.getLogger("atm_step.core.precompile").setLevel(logging.INFO)
     from atm_step.core import FitParameters, adaptive_trace_model, precompile
+    at_import = len(compiled)
     flux, alpha, regions, err = precompile._synthetic_scene()
     res = adaptive_trace_model(flux, alpha, regions, err=err, oversample=3, fit_threshold=0,
                                parameters=FitParameters.nirspec_ifu("NRS1"))
+    # kernels this process holds more than one compiled version of
+    import importlib, pkgutil
+    import atm_step.core
+    from numba.core.dispatcher import Dispatcher
+    several = {}
+    for info in pkgutil.iter_modules(atm_step.core.__path__):
+        module = importlib.import_module("atm_step.core." + info.name)
+        for name, obj in vars(module).items():
+            if isinstance(obj, Dispatcher) and obj.py_func.__module__ == module.__name__:
+                if len(obj.signatures) > 1:
+                    several[info.name + "." + name] = [str(s) for s in obj.signatures]
     print(json.dumps({"compiled": sorted(set(compiled)), "messages": messages,
-                      "fitted": int(res.n_fitted)}))
+                      "fitted": int(res.n_fitted), "compiled_at_import": at_import,
+                      "several_versions": several}))
 """)
 
 
@@ -80,6 +93,21 @@ def test_first_run_loads_the_image_stage_kernels_the_helper_compiled(tmp_path):
     assert "atm_step.core.trace_fit" in got["compiled"]
     for module in ("combine", "background", "two_profile"):
         assert f"atm_step.core.{module}" not in got["compiled"], got
+
+
+def test_a_first_run_compiles_one_version_of_each_kernel_and_nothing_at_import(tmp_path):
+    """Every kernel is compiled once, for the types the core passes, and only when first
+    used: importing the core compiles nothing, so that the helper starts at once and
+    neither process compiles kernels it does not run. Numba compiles a kernel again for
+    each literal value a compiled caller passes (or that a variable of the caller is
+    first typed as), so the callers pass typed constants (``np.int64(-1)``). Without
+    the helper, this one process compiles every kernel of the call."""
+    got = _run_caller(tmp_path, "0")
+    assert got["fitted"] == 3
+    assert got["compiled_at_import"] == 0
+    assert got["several_versions"] == {}
+    for module in ("trace_fit", "combine", "linear", "two_profile", "background"):
+        assert f"atm_step.core.{module}" in got["compiled"], got["compiled"]
 
 
 def test_helper_is_decided_once_and_started_only_on_a_cold_cache(monkeypatch):

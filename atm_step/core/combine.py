@@ -208,6 +208,7 @@ def _combine_kernel(
     ny, nx = flux.shape
     nbins = inband.shape[1]
     n_sig = sigmas.shape[0]
+    off = np.bool_(False)  # typed, not literal: one compiled `interpolate_pixel` for all
     for j in range(j0, j1):
         r = near[j]
         t = y_os[j]
@@ -230,14 +231,14 @@ def _combine_kernel(
             if np.isfinite(flux[r, x]):
                 lin = lerp(flux[lo, x], flux[hi, x], w) if ok else np.nan
                 if np.isnan(lin):
-                    lin = interpolate_pixel(flux, regions, r, x, t, False, False)
+                    lin = interpolate_pixel(flux, regions, r, x, t, off, off)
             s = spline_os[j, x]
             res = np.nan
             inb = False
             if np.isfinite(s):
                 res = lerp(resid_native[lo, x], resid_native[hi, x], w) if ok else np.nan
                 if np.isnan(res):
-                    res = interpolate_pixel(resid_native, regions, r, x, t, False, False)
+                    res = interpolate_pixel(resid_native, regions, r, x, t, off, off)
                 k = lookup[reg] if reg < lookup.shape[0] else -1
                 if k >= 0:
                     inb = whole[k]
@@ -266,7 +267,7 @@ def _combine_kernel(
                 if est or np.isfinite(sigmas[i, r, x]):
                     v = lerp(sigmas[i, lo, x], sigmas[i, hi, x], w) if ok else np.nan
                     if np.isnan(v):
-                        v = interpolate_pixel(sigmas[i], regions, r, x, t, False, False)
+                        v = interpolate_pixel(sigmas[i], regions, r, x, t, off, off)
                     v = v * inflation
                     if squared[i]:
                         v = v * v
@@ -558,6 +559,7 @@ def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1
     # closed (`_spread_back`) where the band or the region ends. Each run's sum adds
     # its rows in order, as a column-by-column sweep would.
     ny_os = comb.shape[0]
+    off = np.bool_(False)  # typed, not literal (see `_combine_kernel`)
     for xb in range(x0, x1, SHRINK_BLOCK):
         xe = min(xb + SHRINK_BLOCK, x1)
         for x in range(xb, xe):
@@ -588,7 +590,7 @@ def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1
                 if inside and reg > 0 and regions[lo, x] == reg and regions[hi, x] == reg:
                     e = lerp(err[lo, x], err[hi, x], w)
                 if np.isnan(e):
-                    e = interpolate_pixel(err, regions, r, x, t, False, False)
+                    e = interpolate_pixel(err, regions, r, x, t, off, off)
                 e = k * e
                 if np.isfinite(e) and e > 0.0:
                     g = v * v / (v * v + e * e)

@@ -16,14 +16,7 @@ from atm_step.core.jit import HELPER as _HELPER
 __all__ = ["linear_oversample", "in_row_chunks"]
 
 
-#: Signature of the one compiled version of the per-pixel helpers: C-contiguous
-#: float64 image, int64 region map. With one explicit signature Numba compiles each
-#: helper once; without it, every call site passing constant flags gets its own
-#: specialisation (compiled again on a user's first run).
-_IMAGE = "float64[:, ::1], int64[:, ::1], int64, int64, float64"
-
-
-@numba.njit("float64(" + _IMAGE + ", boolean, boolean)", **_HELPER)
+@numba.njit(**_HELPER)
 def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     """
     Value at native row coordinate ``t`` of column ``x`` of the region of pixel (r, x).
@@ -77,7 +70,7 @@ def interpolate_pixel(data, regions, r, x, t, preserve_nan, extrapolate):
     return data[end, x]
 
 
-@numba.njit("Tuple((int64, int64, float64, boolean))(float64, int64)", **_HELPER)
+@numba.njit(**_HELPER)
 def row_neighbours(t, ny):
     """
     The native rows ``lo = floor(t)`` and ``hi = ceil(t)`` around row coordinate
@@ -93,7 +86,7 @@ def row_neighbours(t, ny):
     return lo, hi, w, lo >= 0 and hi < ny
 
 
-@numba.njit("float64(float64, float64, float64)", **_HELPER)
+@numba.njit(**_HELPER)
 def lerp(a, b, w):
     """
     ``a (1 - w) + b w`` if ``a`` and ``b`` are finite, else NaN.

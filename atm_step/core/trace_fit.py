@@ -138,15 +138,7 @@ def region_setup(geom, k, nknots, min_good, j0, j1, params, shared):
     )  # fmt: skip
 
 
-#: One explicit signature per helper that callers pass constants to: without it Numba
-#: compiles a version per literal argument value (and per type seen during inference).
-_SCALE_SIG = "float64(float64[::1], float64[::1], int64, int64, float64, float64[:, ::1])"
-#: the window kernels' arrays: bidx, bval, fbin, v, occ, ata, aty, sums
-_WINDOW_ARRAYS = ("int64[:, ::1], float64[:, :, ::1], int64[:, ::1], float64[:, ::1], "
-                  "int64[::1], float64[:, ::1], float64[::1], float64[::1]")
-
-
-@numba.njit(_SCALE_SIG, cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True)
 def column_scale(data, model, n, top, clip, seed):
     """
     Scale of a normalised model to one column (paper II.3).
@@ -480,7 +472,7 @@ def _pixel_table(flux, alpha, regions, norm, cfg, v, bidx, bval, fbin, clo, chi,
                 chi[x] = max(chi[x], a)
 
 
-@numba.njit("void(int64, int64, " + _WINDOW_ARRAYS + ")", **_HELPER)
+@numba.njit(**_HELPER)
 def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty, sums):
     """Add (``sign`` = 1) or remove (-1) the pixels of column ``x`` to the window's
     normal equations, point sums ``(n, sum v, sum v**2)`` and sampling histogram."""
@@ -501,8 +493,7 @@ def _window_column(x, sign, bidx, bval, fbin, v, occ, ata, aty, sums):
             sums[2] += sign * y * y
 
 
-@numba.njit("UniTuple(int64, 3)(int64, int64, int64, int64, int64, " + _WINDOW_ARRAYS + ")",
-           **_HELPER)
+@numba.njit(**_HELPER)
 def _move_window(c, window, wl, wr, since_refresh, bidx, bval, fbin, v, occ, ata, aty, sums):
     """
     Bring the window's sums from columns ``wl .. wr`` to those of column ``c``:
@@ -513,20 +504,21 @@ def _move_window(c, window, wl, wr, since_refresh, bidx, bval, fbin, v, occ, ata
     nx = bidx.shape[0]
     tl = max(c - window, 0)
     tr = min(c + window, nx - 1)
+    add = np.int64(1)  # typed, not literal: a literal argument gets a version of its own
     if since_refresh >= REFRESH_EVERY or wl < 0:
         ata[:, :] = 0.0
         aty[:] = 0.0
         sums[:] = 0.0
         occ[:] = 0
         for x in range(tl, tr + 1):
-            _window_column(x, 1, bidx, bval, fbin, v, occ, ata, aty, sums)
+            _window_column(x, add, bidx, bval, fbin, v, occ, ata, aty, sums)
         return tl, tr, 0
     for x in range(wl, wr + 1):
         if x < tl or x > tr:
-            _window_column(x, -1, bidx, bval, fbin, v, occ, ata, aty, sums)
+            _window_column(x, -add, bidx, bval, fbin, v, occ, ata, aty, sums)
     for x in range(tl, tr + 1):
         if x < wl or x > wr:
-            _window_column(x, 1, bidx, bval, fbin, v, occ, ata, aty, sums)
+            _window_column(x, add, bidx, bval, fbin, v, occ, ata, aty, sums)
     return tl, tr, since_refresh + 1
 
 
@@ -720,14 +712,15 @@ def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg,
     ngrid = GCV_LOG_GRID.shape[0]
     nchosen = 0
     for q in range(GCV_WINDOWS):
-        best_c = -1
+        best_c = np.int64(-1)  # typed, not literal (see `_move_window`)
         for c in range(q * nx // GCV_WINDOWS, (q + 1) * nx // GCV_WINDOWS):
             if ngood[c] > cfg.min_good and norm[c] > 0 and (best_c < 0 or norm[c] > norm[best_c]):
                 best_c = c
         if best_c < 0:
             continue
-        wl, wr, _ = _move_window(best_c, cfg.window, -1, -2, 0, bidx, bval, fbin, v, occ,
-                                 ata_all, aty_all, sums_all)  # fmt: skip
+        empty = np.int64(-1)  # from an empty window (wl = -1, wr = -2), typed constants
+        wl, wr, _ = _move_window(best_c, cfg.window, empty, empty - 1, empty + 1, bidx, bval,
+                                 fbin, v, occ, ata_all, aty_all, sums_all)  # fmt: skip
         lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, cfg.a0, binw)
         if gap > cfg.gap_ratio * cfg.gap_h or npts <= ncoef:
             continue
@@ -938,7 +931,9 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
     have_prev = False
     prev_lo = 0.0
     prev_hi = 0.0
-    wl, wr, since = -1, -2, 0
+    # typed, not literal: a variable first typed as a literal makes Numba compile a
+    # version of `_move_window` for that literal too, during type inference
+    wl, wr, since = np.int64(-1), np.int64(-2), np.int64(0)
     for c in range(start, stop, step):
         wl, wr, since = _move_window(c, cfg.window, wl, wr, since, bidx, bval, fbin, v,
                                      occ, ata_all, aty_all, sums_all)  # fmt: skip
