@@ -265,9 +265,11 @@ def _synthetic_scene():
 def _spline_fits_in_python():
     """
     Within the block, `trace_fit.fit_regions` runs its kernels' pure-Python forms
-    (compiling none of them) with a fixed roughness penalty (GCV in Python is slow; the
-    fit's output types do not depend on it). Only for the helper process: it swaps
-    module globals of `atm_step.core.trace_fit` and `atm_step.core.bspline`.
+    (compiling none of them) with a fixed roughness penalty and no rejection passes
+    (GCV and the rejection sweeps are slow in Python, about 1 s of the helper's time on
+    the helper's scene; the fit's output types do not depend on them). Only for the
+    helper process: it swaps module globals of `atm_step.core.trace_fit` and
+    `atm_step.core.bspline`.
     """
     from numba.core.dispatcher import Dispatcher
 
@@ -281,7 +283,7 @@ def _spline_fits_in_python():
         for m, kernels in zip(modules, compiled, strict=True):
             vars(m).update({k: v.py_func for k, v in kernels.items()})
         try:
-            params = dataclasses.replace(params, penalty=1e-3)
+            params = dataclasses.replace(params, penalty=1e-3, max_iter=1)
             return fit_regions(flux, alpha, regions, ids, alpha_os, near, params, **kwargs)
         finally:
             for m, kernels in zip(modules, compiled, strict=True):
