@@ -3,9 +3,9 @@ A first run's compilation, shared with a helper process.
 
 With an empty Numba cache the first call of `atm_step.core.adaptive_trace_model`
 compiles every kernel it uses, one after another, under Numba's compiler lock: about
-20 s on a 2-core machine, of which the spline-fit kernels (`atm_step.core.trace_fit`)
-are about 12 s and the kernels of the image stages after them (background, combination,
-errors) about 8 s. Those two groups are independent, so when the cache is cold the
+15 s on a 2-core machine (2026-12-02), of which the spline-fit kernels
+(`atm_step.core.trace_fit`) are a little over half and the kernels of the image stages
+after them (background, combination, errors) the rest. Those two groups are independent, so when the cache is cold the
 caller starts one helper process (`start`) that compiles the image-stage kernels into
 the same on-disk cache while the caller compiles the spline fits; the caller then waits
 for the helper (`CompileHelper.join`) before the image stages, and loads their machine
@@ -42,7 +42,8 @@ from atm_step.core.parameters import FitParameters
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CompileHelper", "image_stage_cache_is_cold", "run_helper", "start"]
+__all__ = ["CompileHelper", "image_stage_cache_is_cold", "kernel_is_cached", "run_helper",
+           "start"]
 
 #: environment switch: "0" (or "false", "no", "off") turns the helper off
 ENV_SWITCH = "ATM_STEP_COMPILE_HELPER"
@@ -68,28 +69,45 @@ def _enabled():
     return cpus >= 2
 
 
+def kernel_is_cached(kernel):
+    """
+    Whether the on-disk Numba cache holds machine code of a compiled kernel.
+
+    Parameters
+    ----------
+    kernel : numba.core.registry.CPUDispatcher
+        A kernel of this package (``cache=True``).
+
+    Returns
+    -------
+    bool or None
+        True if its cache index lists a compiled version; False if the index is missing
+        or was written for another version of the source (Numba would load nothing);
+        None when the index cannot be inspected (caching off, or a Numba whose cache
+        internals differ).
+    """
+    try:
+        index = kernel._cache._cache_file._load_index()
+    except Exception:  # noqa: BLE001 - Numba internals: any failure means "unknown"
+        return None
+    return len(index) > 0
+
+
 def image_stage_cache_is_cold():
     """
     Whether the on-disk Numba cache lacks the image-stage kernels.
 
-    Looks at the cache index of the combination kernel
-    (`atm_step.core.combine._combine_kernel`), which every oversampling call compiles
-    after the spline fits: an index that is missing, or written for another version of
-    the source, holds nothing Numba would load.
+    Looks at the combination kernel (`atm_step.core.combine._combine_kernel`), which
+    every oversampling call compiles after the spline fits (`kernel_is_cached`).
 
     Returns
     -------
     bool
-        False also when the index cannot be inspected (caching off or a Numba whose
-        cache internals differ), so that no helper is started.
+        False also when the cache cannot be inspected, so that no helper is started.
     """
     from atm_step.core import combine
 
-    try:
-        index = combine._combine_kernel._cache._cache_file._load_index()
-    except Exception:  # noqa: BLE001 - Numba internals: any failure means "do not start"
-        return False
-    return len(index) == 0
+    return kernel_is_cached(combine._combine_kernel) is False
 
 
 class CompileHelper:
@@ -318,7 +336,9 @@ def run_helper(spec):
 
     flux, alpha, regions, err = _synthetic_scene()
     # a kernel only some data reach: the profile that fills a hole in a compact-source
-    # band (a blended core); compiled for the argument types every caller passes
+    # band (a blended core). `mean_profile` fixes its kernel's argument types, so any
+    # call compiles the version every caller uses; here region 1 (rows 1-30, alpha
+    # -1.5 to 1.4) in 64 bins of 0.05 from -1.6
     combine.mean_profile(flux, alpha, regions, 1, 1, 30, -1.6, 0.05, 64)
     n = float(spec["oversample"])
     alpha_os = None

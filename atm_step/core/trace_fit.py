@@ -718,9 +718,10 @@ def _choose_penalty(norm, ngood, v, bidx, bval, fbin, clo, chi, pen, scale, cfg,
                 best_c = c
         if best_c < 0:
             continue
-        empty = np.int64(-1)  # from an empty window (wl = -1, wr = -2), typed constants
-        wl, wr, _ = _move_window(best_c, cfg.window, empty, empty - 1, empty + 1, bidx, bval,
-                                 fbin, v, occ, ata_all, aty_all, sums_all)  # fmt: skip
+        # from an empty window, rebuilt (typed constants, as in `_fit_columns`)
+        wl, wr, since = np.int64(-1), np.int64(-2), np.int64(0)
+        wl, wr, _ = _move_window(best_c, cfg.window, wl, wr, since, bidx, bval, fbin, v, occ,
+                                 ata_all, aty_all, sums_all)  # fmt: skip
         lo, hi, npts, gap = _sampled_range(occ, clo, chi, wl, wr, cfg.a0, binw)
         if gap > cfg.gap_ratio * cfg.gap_h or npts <= ncoef:
             continue
