@@ -71,6 +71,27 @@ def test_kernel_matches_the_reference(recipe):
         assert changed.mean() > 0.5
 
 
+def test_run_list_overflow_gives_the_same_bits(monkeypatch):
+    """The band runs are spread back in a second sweep along the rows; a column with
+    more runs than its list holds (`combine.SHRINK_RUNS`) spreads the rest back at once,
+    down the column. Both ways give the same bits. The crowded scene's columns cross
+    up to 30 slices' bands: with a list of one run almost every run takes the
+    column-wise path, with the default almost none."""
+    from atm_step.core import combine
+
+    scene = _scene("crowded")
+    kept = _run(scene, 1.0)
+    monkeypatch.setattr(combine, "SHRINK_RUNS", 1)
+    direct = _run(scene, 1.0)
+    plain = _run(scene, 0.0)
+    band = plain.band & np.isfinite(plain.residual)
+    runs = np.diff(band.astype(np.int8), axis=0, prepend=0) == 1  # run starts per column
+    assert runs.sum(axis=0).max() > 1  # columns with several runs: the overflow is reached
+    assert not np.array_equal(kept.flux, plain.flux, equal_nan=True)
+    np.testing.assert_array_equal(direct.flux, kept.flux)
+    np.testing.assert_array_equal(direct.residual, kept.residual)
+
+
 def test_weighted_residual_removes_copied_noise(star):
     """Noisy star, N = 3. The noise the image carries into the band (noisy minus
     noise-free output, rms over the band, in units of the pixel noise) drops, and the

@@ -534,12 +534,16 @@ def conserve_band_flux(fit, band, regions, alpha_os, near, oversample):
 #: columns handled side by side by `_shrink_kernel`: the rows are swept in order, so
 #: each cache line of the oversampled images serves this many columns
 SHRINK_BLOCK = 512
+#: band runs a column of a `_shrink_kernel` block keeps for its second, row-ordered
+#: sweep; a column with more (many regions, or a band with many holes) spreads the
+#: rest back at once, down the column (`_spread_back`)
+SHRINK_RUNS = 64
 
 
 @numba.njit(**_HELPER)
 def _spread_back(comb, resid, trace, x, j0, j1, lost, n):
-    # close one band run (rows j0..j1-1 of column x): the residual flux the weights
-    # removed is spread evenly over the run's finite residuals
+    # close one band run (rows j0..j1-1 of column x) at once: the residual flux the
+    # weights removed is spread evenly over the run's finite residuals
     if n == 0:
         return
     back = lost / n
@@ -550,20 +554,66 @@ def _spread_back(comb, resid, trace, x, j0, j1, lost, n):
         comb[j, x] = trace[j, x] + resid[j, x]
 
 
+@numba.njit(**_HELPER)
+def _close_run(comb, resid, trace, x, q, j0, j1, lost, n, runs, backs, nrun):
+    # close one band run: keep it for the block's row-ordered second sweep
+    # (`_spread_back_rows`), or, with the column's run list full, spread it back now
+    if n == 0:
+        return
+    k = nrun[q]
+    if k < runs.shape[1]:
+        runs[q, k, 0] = j0
+        runs[q, k, 1] = j1
+        backs[q, k] = lost / n
+        nrun[q] = k + 1
+    else:
+        _spread_back(comb, resid, trace, x, j0, j1, lost, n)
+
+
+@numba.njit(**_HELPER)
+def _spread_back_rows(comb, resid, trace, xb, xe, runs, backs, nrun, ptr):
+    # the kept runs of columns xb..xe-1 spread back in one sweep along the rows
+    # (contiguous reads; the same sums as `_spread_back`, run by run)
+    j_lo = comb.shape[0]
+    j_hi = 0
+    for q in range(xe - xb):
+        ptr[q] = 0
+        if nrun[q] > 0:
+            j_lo = min(j_lo, runs[q, 0, 0])
+            j_hi = max(j_hi, runs[q, nrun[q] - 1, 1])
+    for j in range(j_lo, j_hi):
+        for x in range(xb, xe):
+            q = x - xb
+            k = ptr[q]
+            if k >= nrun[q]:
+                continue
+            if j >= runs[q, k, 1]:  # runs of a column are ordered and disjoint
+                k += 1
+                ptr[q] = k
+                if k >= nrun[q]:
+                    continue
+            if j < runs[q, k, 0] or not np.isfinite(resid[j, x]):
+                continue
+            resid[j, x] += backs[q, k]
+            comb[j, x] = trace[j, x] + resid[j, x]
+
+
 @numba.njit(cache=True, nogil=True)
 def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1, start, rid,
-                   lost, count):  # fmt: skip
+                   lost, count, runs, backs, nrun):  # fmt: skip
     # A band run is the consecutive band pixels of one region in one column. The rows
     # are swept in order for SHRINK_BLOCK columns at a time (contiguous reads), each
     # column keeping its open run's start, region, removed flux and count; a run is
-    # closed (`_spread_back`) where the band or the region ends. Each run's sum adds
-    # its rows in order, as a column-by-column sweep would.
+    # closed (`_close_run`) where the band or the region ends, and the removed flux
+    # is spread back over it in a second sweep along the rows (`_spread_back_rows`).
+    # Each run's sum adds its rows in order, as a column-by-column sweep would.
     ny_os = comb.shape[0]
     off = np.bool_(False)  # typed, not literal (see `_combine_kernel`)
     for xb in range(x0, x1, SHRINK_BLOCK):
         xe = min(xb + SHRINK_BLOCK, x1)
         for x in range(xb, xe):
             start[x - xb] = -1
+            nrun[x - xb] = 0
         for j in range(ny_os):
             r = near[j]
             t = y_os[j]
@@ -573,7 +623,8 @@ def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1
                 reg = regions[r, x]
                 inb = band[j, x]
                 if start[q] >= 0 and not (inb and reg == rid[q]):
-                    _spread_back(comb, resid, trace, x, start[q], j, lost[q], count[q])
+                    _close_run(comb, resid, trace, x, q, start[q], j, lost[q], count[q],
+                               runs, backs, nrun)  # fmt: skip
                     start[q] = -1
                 if not inb:
                     continue
@@ -599,7 +650,11 @@ def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1
         for x in range(xb, xe):
             q = x - xb
             if start[q] >= 0:
-                _spread_back(comb, resid, trace, x, start[q], ny_os, lost[q], count[q])
+                _close_run(comb, resid, trace, x, q, start[q], ny_os, lost[q], count[q],
+                           runs, backs, nrun)  # fmt: skip
+        # a residual is read (its weight) before its run closes, and a closed run is
+        # not read again in the first sweep: spreading back after it changes nothing
+        _spread_back_rows(comb, resid, trace, xb, xe, runs, backs, nrun, start)
 
 
 def shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage):
@@ -642,6 +697,9 @@ def shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage):
     def run(x0, x1):  # each thread its own run state (SHRINK_BLOCK columns)
         _shrink_kernel(*args, x0, x1, np.empty(SHRINK_BLOCK, dtype=np.int64),
                        np.empty(SHRINK_BLOCK, dtype=np.int64), np.empty(SHRINK_BLOCK),
+                       np.empty(SHRINK_BLOCK, dtype=np.int64),
+                       np.empty((SHRINK_BLOCK, SHRINK_RUNS, 2), dtype=np.int64),
+                       np.empty((SHRINK_BLOCK, SHRINK_RUNS)),
                        np.empty(SHRINK_BLOCK, dtype=np.int64))
 
     in_row_chunks(parts.flux.shape[1], run)
