@@ -572,7 +572,11 @@ def strun_run(spec):
     ``strun`` end to end in a fresh process (file in, file out), then the floor of
     that: a fresh process that only imports stpipe, jwst's Step machinery and the
     step's module, opens the input (reading every array) and saves the product
-    ``strun`` wrote. Peak memory is the ``strun`` process's maximum resident size.
+    ``strun`` wrote. Peak memory is the ``strun`` process's maximum resident size;
+    the floor's is that process's (``floor["peak_mb"]``). For our step the floor
+    process then measures Numba's fixed memory (``floor["numba_mb"]``): its resident
+    size before ``import numba`` and after one of our cached kernels has run (the
+    import and the JIT engine every process that runs a kernel pays).
     """
     import subprocess
 
@@ -612,7 +616,29 @@ _ = out.data.sum()
 t3 = time.perf_counter()
 out.save({str(outdir / "floor_copy.fits")!r})
 t4 = time.perf_counter()
-print("FLOOR " + json.dumps({{"import": t1 - t0, "open": t2 - t1, "save": t4 - t3}}))
+del m, out
+
+
+def status_mb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+
+
+res = {{"import": t1 - t0, "open": t2 - t1, "save": t4 - t3, "peak_mb": status_mb("VmHWM")}}
+if {impl == "ours"!r}:
+    # Numba's fixed memory: its import and JIT engine, with one cached kernel loaded
+    import numpy as np
+    rss0 = status_mb("VmRSS")
+    import numba
+    from atm_step.core import grid, linear
+    regions = np.ones((8, 4), dtype=np.int64)
+    linear.linear_oversample(np.ones((8, 4)), regions, grid.oversampled_rows(8, 3.0),
+                             grid.nearest_native_row(8, 3.0))
+    res["numba_mb"] = status_mb("VmRSS") - rss0
+print("FLOOR " + json.dumps(res))
 """
     t0 = time.perf_counter()
     fl = subprocess.run([sys.executable, "-c", floor_code], capture_output=True, text=True,

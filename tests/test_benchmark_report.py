@@ -176,3 +176,23 @@ def test_first_run_section_with_and_without_the_compile_helper(rb, tmp_path):
     assert "19.00 s and 8.50 s, so the first run costs **10.50 s** more" in text
     assert "the first `strun` took 24.00 s, 15.50 s more than the warm one" in text
     assert "first strun with an empty Numba cache: extra over a second run (s) | 10.50" in text
+
+
+def test_strun_memory_names_numbas_fixed_cost(rb, tmp_path):
+    """Where our strun peak is above jwst's, the goal line and the strun table give the
+    floors' peaks and Numba's fixed memory, measured by the floor process."""
+    out = tmp_path / "performance.md"
+
+    def strun(wall, peak, floor_peak, **floor):
+        return {"wall": wall, "peak_mb": peak, "floor": {
+            "import": 0.7, "open": 0.5, "save": 0.4, "process_wall": 2.0,
+            "peak_mb": floor_peak, **floor}}
+
+    results = {**_results(None), "strun": [{
+        "label": "NIRSpec MOS nod 1", "N": 3.0, "ratio": 1.0,
+        "jwst": strun(2.6, 182.0, 182.4), "ours": strun(2.7, 254.0, 151.8, numba_mb=89.7)}]}
+    rb.report(results, out, tmp_path / "x.png")
+    text = out.read_text()
+    assert ("ours higher in strun NIRSpec MOS nod 1: 254 vs 182 MB (Numba's import and "
+            "JIT engine: 90 MB of ours)") in text
+    assert "| 182 / 254 | 182 / 152 | 90 |" in text
