@@ -301,15 +301,20 @@ class AdaptiveTraceModelStep(Step):
 
         name = model.meta.filename
         log.info("Fitting trace model for %s", name)
-        try:
-            check_model(model, self.oversample)
-            adapters = adapters_for(model)
-        except UnsupportedModelError as exc:
+
+        def failed(exc):
+            # the input as it is, marked FAILED: the reason is logged, not raised
             log.error("%s", exc)
             log.warning("No trace model will be attempted.")
             output = new_output_model(model)
             _mark_failed(output)
             return finish_output_model(output, model)
+
+        try:
+            check_model(model, self.oversample)
+            adapters = adapters_for(model)
+        except UnsupportedModelError as exc:
+            return failed(exc)
 
         t0 = time.perf_counter()
         # an oversampled model gets new science arrays: the native ones are not copied
@@ -319,7 +324,12 @@ class AdaptiveTraceModelStep(Step):
         intermediates = []
         totals = {"regions": 0, "fitted": 0, "from_model": 0, "estimated": 0}
         for adapter, target in zip(adapters, targets, strict=True):
-            result, images = self._process_one(adapter, target)
+            try:
+                # what the adapters find only on reading the WCS (a slice map that
+                # does not fit the image, no pixel in any slice) fails the model too
+                result, images = self._process_one(adapter, target, single=len(adapters) == 1)
+            except UnsupportedModelError as exc:
+                return failed(exc)
             intermediates.append((target, images))
             totals["regions"] += int(result.region_ids.size)
             totals["fitted"] += result.n_fitted
@@ -348,10 +358,15 @@ class AdaptiveTraceModelStep(Step):
         )
         return finish_output_model(output, model)
 
-    def _process_one(self, adapter, target):
-        """Run the core on one image (IFU exposure or one slit); write into ``target``."""
+    def _process_one(self, adapter, target, single=True):
+        """Run the core on one image (IFU exposure or one slit); write into ``target``.
+
+        Raises `UnsupportedModelError` if the adapter cannot read the image's WCS, or if
+        no pixel of a ``single`` image (not one slit of several) lies in a region; a
+        slit of several with none is modelled (all NaN) with a warning."""
         from atm_step.core import adaptive_trace_model
         from atm_step.core.stats import region_ids
+        from atm_step.modes import UnsupportedModelError
         from atm_step.modes.writeback import apply_result, intermediate_images
 
         label = adapter.name
@@ -359,6 +374,14 @@ class AdaptiveTraceModelStep(Step):
             log.info("Working on slit %s", adapter.model.name)
         inputs = adapter.core_inputs(self.oversample)
         n_regions = int(region_ids(inputs.regions).size)
+        if n_regions == 0:
+            msg = (
+                f"{adapter.where}: no pixel lies in a {adapter.mode} region (the WCS gives "
+                "no along-slice coordinate on the detector, or the region map is empty)"
+            )
+            if single:
+                raise UnsupportedModelError(msg + "; nothing to model")
+            log.warning("%s; its oversampled image is all NaN", msg)
         result = adaptive_trace_model(
             inputs.flux,
             inputs.alpha,
@@ -391,6 +414,12 @@ class AdaptiveTraceModelStep(Step):
             )
         images = intermediate_images(adapter, result) if self.save_intermediate_results else None
         apply_result(adapter, result, target)
+        if n_regions and np.isfinite(inputs.flux).any() and not np.isfinite(target.data).any():
+            log.warning(
+                "%s: every pixel of the output SCI array is NaN although the input has "
+                "finite pixels in %d regions: check the input's uncertainties and DQ",
+                adapter.where, n_regions,
+            )
         return result, images
 
     def _save_intermediate(self, model, intermediates):

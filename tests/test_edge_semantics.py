@@ -49,7 +49,7 @@ def test_err_all_nan_keeps_sci(mos_files, tmp_path, normal, caplog):
     np.testing.assert_array_equal(result.data, normal.data)  # SCI as with a real ERR
     assert np.isnan(result.err).all()
     np.testing.assert_array_equal(result.dq, normal.dq)
-    assert "ERR hold no finite value where SCI does" in caplog.text
+    assert "ERR holds no usable value where SCI is finite" in caplog.text
 
 
 def test_dq_all_do_not_use_is_not_reflagged_estimated(mos_files, tmp_path, caplog):

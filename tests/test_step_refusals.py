@@ -126,3 +126,108 @@ def test_oversample_below_one_raises(mos_files):
     with pytest.raises(ValueError, match=r"oversample=0.5 is not allowed: it must be a finite "
                                          r"number in \[1, 10\]"):
         AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=0.5)
+
+
+@pytest.mark.parametrize("array", ["dq", "err", "var_poisson"])
+def test_array_of_another_shape_than_sci_is_refused(mos_files, tmp_path, caplog, array):
+    """A DQ, ERR or VAR_* array whose shape is not SCI's: refused with the array named,
+    not an IndexError from inside NumPy (DQ) nor an output silently without the array
+    (ERR, VAR_*)."""
+    model = datamodels.open(str(mos_files[0]))
+    ny, nx = model.data.shape
+    setattr(model, array, np.ones((ny, nx - 1), dtype=getattr(model, array).dtype))
+    path = tmp_path / f"mos_bad_{array}_cal.fits"
+    model.save(str(path))
+    result, errors = _run(path, caplog, oversample=3)
+    assert result.meta.cal_step.adaptive_trace_model == REFUSED
+    assert result.data.shape == (ny, nx)
+    assert any(path.name in e and f"{array.upper()} array has shape ({ny}, {nx - 1})" in e
+               and f"SCI has ({ny}, {nx})" in e for e in errors), errors
+
+
+def test_slit_model_with_a_miri_detector_is_refused_naming_the_file(mos_files, tmp_path,
+                                                                     caplog):
+    """A NIRSpec slit WCS under a MIRI LRS header: the LRS adapter finds no alpha_beta
+    frame. The error names the file and the slit, and the model is FAILED (it used to
+    escape as a ValueError naming only the slit)."""
+    model = datamodels.open(str(mos_files[0]))
+    model.meta.instrument.name = "MIRI"
+    model.meta.instrument.detector = "MIRIMAGE"
+    model.meta.exposure.type = "MIR_LRS-FIXEDSLIT"
+    path = tmp_path / "mos_as_lrs_cal.fits"
+    model.save(str(path))
+    result, errors = _run(path, caplog, oversample=3)
+    assert result.meta.cal_step.adaptive_trace_model == REFUSED
+    assert any(e.startswith(f"{path.name} (slit {model.name}): MIRI LRS WCS has no "
+                            "'alpha_beta' frame") for e in errors), errors
+
+
+def test_miri_mrs_wcs_without_slice_map_is_refused(miri_data, tmp_path, caplog):
+    """A MIRI MRS WCS whose detector -> alpha_beta transform has no label mapper (not
+    written by assign_wcs): refused naming the file, not an AttributeError from
+    astropy.modeling."""
+    from astropy.modeling.models import Identity, Mapping
+
+    from atm_step.validation.miri import miri_mrs_model
+
+    model = miri_mrs_model(miri_data, tmp_path)
+    wcs = model.meta.wcs
+    steps = wcs.pipeline
+    # detector -> alpha_beta as a plain model with the same inputs and outputs
+    steps[0].transform = Mapping((0, 1, 0)) | (Identity(1) & Identity(1) & Identity(1))
+    model.meta.filename = "miri_noslicemap_cal.fits"
+    result = AdaptiveTraceModelStep.call(model, oversample=3)
+    assert result.meta.cal_step.adaptive_trace_model == REFUSED
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(e.startswith("miri_noslicemap_cal.fits: the MIRI MRS WCS's detector -> "
+                            "alpha_beta transform has no slice map") for e in errors), errors
+
+
+def test_image_without_any_pixel_in_a_region_is_refused(caplog):
+    """A NIRSpec IFU model whose slice map is all 0 (no pixel in a slice): FAILED, with
+    the reason, instead of an output that is all NaN and COMPLETE."""
+    from atm_step.simulate import make_scene
+    from atm_step.simulate.to_datamodel import scene_to_ifu_model
+
+    model = scene_to_ifu_model(make_scene("point_source", nx=120, ny=None, noise=0.01, seed=2))
+    model.meta.filename = "ifu_noslices_cal.fits"
+    model.regions[:] = 0
+    with caplog.at_level(logging.INFO, logger="atm_step"):
+        result = AdaptiveTraceModelStep.call(model, oversample=3)
+    assert result.meta.cal_step.adaptive_trace_model == REFUSED
+    assert result.data.shape == model.data.shape
+    np.testing.assert_array_equal(result.data, model.data)
+    errors = [r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR]
+    assert any(e.startswith("ifu_noslices_cal.fits: no pixel lies in a NRS_IFU region")
+               for e in errors), errors
+
+
+def test_negative_variances_leave_sci_and_are_named(mos_files, tmp_path, caplog):
+    """A VAR_RNOISE that is negative everywhere has no standard deviation to oversample:
+    it is left out of NaN matching (SCI kept, as for an all-NaN variance) with a
+    warning, instead of blanking every SCI pixel. A few negative values are named too:
+    those pixels become NaN."""
+    model = datamodels.open(str(mos_files[0]))
+    good = np.isfinite(model.data)
+    model.var_rnoise = -np.abs(model.var_rnoise) - 1.0
+    path = tmp_path / "mos_negvar_cal.fits"
+    model.save(str(path))
+    with caplog.at_level(logging.WARNING, logger="atm_step"):
+        result = AdaptiveTraceModelStep.call(str(path), oversample=3)
+    assert result.meta.cal_step.adaptive_trace_model == "COMPLETE"
+    assert np.isfinite(result.data).sum() >= 2 * good.sum()
+    assert not np.isfinite(result.var_rnoise).any()
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("VAR_RNOISE" in w and "no usable value" in w for w in warned), warned
+
+    caplog.clear()
+    model = datamodels.open(str(mos_files[0]))
+    rows, cols = np.nonzero(good)
+    model.var_rnoise[rows[:5], cols[:5]] = -1.0
+    path = tmp_path / "mos_fewnegvar_cal.fits"
+    model.save(str(path))
+    with caplog.at_level(logging.WARNING, logger="atm_step"):
+        result = AdaptiveTraceModelStep.call(str(path), oversample=3)
+    warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("VAR_RNOISE holds 5 negative values" in w for w in warned), warned
+    assert np.isfinite(result.var_rnoise).any()

@@ -18,7 +18,7 @@ Everything else raises `UnsupportedModelError` with the reason.
 
 import numpy as np
 
-from atm_step.modes.base import CoreInputs, ModeAdapter, UnsupportedModelError
+from atm_step.modes.base import VARIANCE_NAMES, CoreInputs, ModeAdapter, UnsupportedModelError
 from atm_step.modes.miri_lrs import LRS_EXP_TYPES
 
 __all__ = ["CoreInputs", "ModeAdapter", "UnsupportedModelError", "adapters_for", "check_model"]
@@ -48,7 +48,8 @@ def check_model(model, oversample):
         For a model type other than IFUImageModel, SlitModel or MultiSlitModel, an
         instrument or mode other than NIRSpec, MIRI MRS or MIRI LRS (fixed slit,
         slitless), a model (or slit) without a WCS,
-        a multi-integration (TSO) model with ``oversample != 1``, or a slit model
+        a multi-integration (TSO) model with ``oversample != 1``, a DQ, ERR or VAR_*
+        array whose shape is not the SCI array's, or a slit model
         where the installed jwst (2.0) has no ``trace_model`` for slits.
     """
     from stdatamodels.jwst import datamodels
@@ -115,6 +116,33 @@ def check_model(model, oversample):
                 f"multi-integration (TSO) data of shape {unit.data.shape}; use oversample=1 "
                 "to attach a trace model only"
             )
+        _check_array_shapes(unit, name, None if unit is model else label)
+
+
+#: Arrays that must have the science array's shape where present (the NIRSpec IFU
+#: ``regions`` slice map is checked by its adapter).
+PIXEL_ARRAYS = ("dq", "err", *VARIANCE_NAMES)
+
+
+def _check_array_shapes(unit, name, slit):
+    """Raise `UnsupportedModelError` if a DQ, ERR or VAR_* array of ``unit`` (the
+    model or one slit, ``slit`` its name) does not have the SCI array's shape."""
+    shape = np.shape(unit.data)
+    for attr in PIXEL_ARRAYS:
+        if not unit.hasattr(attr):
+            continue
+        arr = getattr(unit, attr)
+        # a 3-D stack may carry one 2-D DQ plane for every integration
+        if arr is None or np.shape(arr) == shape or (
+            attr == "dq" and len(shape) == 3 and np.shape(arr) == shape[1:]
+        ):
+            continue
+        where = f"slit {slit}'s" if slit is not None else "its"
+        raise UnsupportedModelError(
+            f"{name}: {where} {attr.upper()} array has shape {np.shape(arr)}, but SCI has "
+            f"{shape}; the arrays of one image must match pixel for pixel (a damaged or "
+            "hand-edited file?)"
+        )
 
 
 def adapters_for(model):

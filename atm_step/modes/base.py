@@ -192,7 +192,10 @@ class ModeAdapter:
         self.model = model
         self.meta = (meta_model if meta_model is not None else model).meta
         self.wcs = model.meta.wcs
-        self.name = getattr(model, "name", None) or self.meta.filename
+        slit = getattr(model, "name", None)
+        self.name = slit or self.meta.filename
+        #: the file, and the slit if the model is one: for messages
+        self.where = str(self.meta.filename) + (f" (slit {slit})" if slit else "")
 
     def data_unit(self):
         """

@@ -19,7 +19,7 @@ import numpy as np
 from gwcs.wcstools import grid_from_bounding_box
 
 from atm_step.core import FitParameters
-from atm_step.modes.base import ModeAdapter
+from atm_step.modes.base import ModeAdapter, UnsupportedModelError
 
 __all__ = ["LRS_EXP_TYPES", "MIRILRSAdapter"]
 
@@ -43,9 +43,9 @@ class MIRILRSAdapter(ModeAdapter):
 
     Raises
     ------
-    ValueError
-        If the exposure type is not an LRS one, or the WCS has no ``alpha_beta``
-        frame or no bounding box.
+    UnsupportedModelError
+        (a ValueError) If the exposure type is not an LRS one, or the WCS has no
+        ``alpha_beta`` frame or no bounding box; the message names the file.
     """
 
     transposed = True
@@ -55,16 +55,18 @@ class MIRILRSAdapter(ModeAdapter):
         super().__init__(model, meta_model)
         exp_type = str(self.meta.exposure.type).upper()
         if exp_type not in LRS_EXP_TYPES:
-            raise ValueError(f"{self.name}: not a MIRI LRS exposure (EXP_TYPE={exp_type})")
+            raise UnsupportedModelError(
+                f"{self.where}: not a MIRI LRS exposure (EXP_TYPE={exp_type})"
+            )
         self.mode = LRS_EXP_TYPES[exp_type]
         self.slitless = exp_type == "MIR_LRS-SLITLESS"
         frames = self.wcs.available_frames
         if "alpha_beta" not in frames:
-            raise ValueError(
-                f"{self.name}: MIRI LRS WCS has no 'alpha_beta' frame (frames: {frames})"
+            raise UnsupportedModelError(
+                f"{self.where}: MIRI LRS WCS has no 'alpha_beta' frame (frames: {frames})"
             )
         if self.wcs.bounding_box is None:
-            raise ValueError(f"{self.name}: MIRI LRS WCS has no bounding box")
+            raise UnsupportedModelError(f"{self.where}: MIRI LRS WCS has no bounding box")
         self._det2ab = self.wcs.get_transform(frames[0], "alpha_beta")
         bbox = self.wcs.bounding_box
         if hasattr(bbox, "bounding_box"):

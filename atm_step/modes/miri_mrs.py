@@ -18,7 +18,7 @@ import numpy as np
 
 from atm_step.core import FitParameters
 from atm_step.core.stats import region_ids
-from atm_step.modes.base import ModeAdapter
+from atm_step.modes.base import ModeAdapter, UnsupportedModelError
 
 __all__ = ["MIRIMRSAdapter"]
 
@@ -33,6 +33,13 @@ class MIRIMRSAdapter(ModeAdapter):
     ----------
     model : IFUImageModel
         MIRI MRS model whose WCS has ``detector``, ``alpha_beta`` and ``world`` frames.
+
+    Raises
+    ------
+    UnsupportedModelError
+        (a ValueError) If the WCS lacks the ``detector`` or ``alpha_beta`` frame, or its
+        ``detector -> alpha_beta`` transform has no slice map (``label_mapper``); the
+        message names the file.
     """
 
     mode = "MIR_MRS"
@@ -43,16 +50,25 @@ class MIRIMRSAdapter(ModeAdapter):
     def __init__(self, model, meta_model=None):
         super().__init__(model, meta_model)
         frames = self.wcs.available_frames
-        if "alpha_beta" not in frames:
-            raise ValueError(
-                f"{self.name}: MIRI MRS WCS has no 'alpha_beta' frame (frames: {frames})"
+        if "alpha_beta" not in frames or "detector" not in frames:
+            raise UnsupportedModelError(
+                f"{self.where}: MIRI MRS WCS has no 'detector' or no 'alpha_beta' frame "
+                f"(frames: {frames}); run assign_wcs first"
             )
         self._input_frame = frames[0]
         self._det2ab = self.wcs.get_transform(self._input_frame, "alpha_beta")
+        try:
+            self._slice_map = self.wcs.get_transform("detector", "alpha_beta").label_mapper
+            self._slice_map.mapper  # noqa: B018 - the slice map itself
+        except AttributeError:
+            raise UnsupportedModelError(
+                f"{self.where}: the MIRI MRS WCS's detector -> alpha_beta transform has no "
+                "slice map (label_mapper), as jwst's assign_wcs writes it; run assign_wcs "
+                "on this file"
+            ) from None
 
     def _label_map(self):
-        det2ab = self.wcs.get_transform("detector", "alpha_beta")
-        return np.asarray(det2ab.label_mapper.mapper)
+        return np.asarray(self._slice_map.mapper)
 
     def native_alpha(self):
         ny, nx = self.native_shape
@@ -63,8 +79,8 @@ class MIRIMRSAdapter(ModeAdapter):
     def region_map(self, alpha):
         regions = self._label_map().astype(np.int32)
         if regions.shape != self.native_shape:
-            raise ValueError(
-                f"{self.name}: slice map shape {regions.shape} does not match the image "
+            raise UnsupportedModelError(
+                f"{self.where}: slice map shape {regions.shape} does not match the image "
                 f"shape {self.native_shape}"
             )
         return regions

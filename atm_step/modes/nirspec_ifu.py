@@ -19,7 +19,7 @@ from astropy.modeling import bind_bounding_box
 from gwcs import selector
 
 from atm_step.core import FitParameters
-from atm_step.modes.base import ModeAdapter, map_bbox
+from atm_step.modes.base import ModeAdapter, UnsupportedModelError, map_bbox
 
 __all__ = ["NIRSpecIFUAdapter"]
 
@@ -37,6 +37,12 @@ class NIRSpecIFUAdapter(ModeAdapter):
     ----------
     model : IFUImageModel
         NIRSpec IFU model with an assigned WCS and a ``regions`` slice map.
+
+    Raises
+    ------
+    UnsupportedModelError
+        (a ValueError) If jwst's ``nrs_ifu_wcs`` cannot split the WCS into slices; the
+        message names the file.
     """
 
     mode = "NRS_IFU"
@@ -48,7 +54,14 @@ class NIRSpecIFUAdapter(ModeAdapter):
         from jwst.assign_wcs.nirspec import nrs_ifu_wcs
 
         super().__init__(model, meta_model)
-        self.slice_wcs = nrs_ifu_wcs(model)
+        try:
+            self.slice_wcs = nrs_ifu_wcs(model)
+        except Exception as exc:  # jwst and gwcs raise many types here
+            raise UnsupportedModelError(
+                f"{self.where}: jwst cannot split this WCS into the 30 NIRSpec IFU slices "
+                f"(nrs_ifu_wcs: {type(exc).__name__}: {exc}); is it a NIRSpec IFU exposure "
+                "after assign_wcs?"
+            ) from exc
 
     def _slice_coords(self, slice_wcs, x, y):
         # the caller restricts (x, y) to the slice's bounding box
@@ -96,8 +109,8 @@ class NIRSpecIFUAdapter(ModeAdapter):
     def region_map(self, alpha):
         regions = getattr(self.model, "regions", None)
         if regions is None or np.shape(regions) != self.native_shape:
-            raise ValueError(
-                f"{self.name}: NIRSpec IFU model has no slice map ('regions' extension) "
+            raise UnsupportedModelError(
+                f"{self.where}: NIRSpec IFU model has no slice map ('regions' extension) "
                 f"matching the image shape {self.native_shape}; run assign_wcs first"
             )
         regions = np.asarray(regions, dtype=np.int32)

@@ -265,7 +265,8 @@ def apply_result(adapter, result, target=None):
 
 def _unknown_uncertainties(adapter):
     """
-    Names of ERR / VAR_* arrays with no finite value where SCI is finite.
+    Names of ERR / VAR_* arrays with no usable value where SCI is finite: none finite,
+    or (variances) none finite and non-negative.
 
     Such an array carries no information (a file made without errors); NaN matching
     would turn all of SCI into NaN. It is left out of the matching, with a warning:
@@ -281,13 +282,29 @@ def _unknown_uncertainties(adapter):
         arr = getattr(model, name, None) if model.hasattr(name) else None
         if arr is None or np.shape(arr) != data.shape:
             continue
-        if not np.isfinite(np.asarray(arr)[good]).any():
+        values = np.asarray(arr)[good]
+        usable = np.isfinite(values)
+        if name.startswith("var_"):
+            # a negative variance has no standard deviation: NaN once oversampled
+            with np.errstate(invalid="ignore"):
+                negative = usable & (values < 0)
+            usable &= ~negative
+            n_negative = int(np.count_nonzero(negative))
+            if n_negative and usable.any():
+                log.warning(
+                    "%s: %s holds %d negative values where SCI is finite; those pixels "
+                    "become NaN in every array (NaN matching)", adapter.where,
+                    name.upper(), n_negative,
+                )
+        if not usable.any():
             absent.append(name)
     if absent:
         log.warning(
-            "%s: %s hold no finite value where SCI does (uncertainties unknown); SCI is "
-            "kept and %s stay NaN, instead of NaN-matching blanking every pixel",
-            adapter.name, "/".join(n.upper() for n in absent), "/".join(absent),
+            "%s: %s %s no usable value where SCI is finite (NaN, or negative "
+            "variances: uncertainties unknown); SCI is kept and %s stay NaN, instead of "
+            "NaN-matching blanking every pixel",
+            adapter.where, "/".join(n.upper() for n in absent),
+            "holds" if len(absent) == 1 else "hold", "/".join(absent),
         )
     return absent
 
