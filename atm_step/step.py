@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 from stdatamodels.jwst import datamodels
 
-from jwst.datamodels import ModelContainer
+from jwst.datamodels import ModelContainer, SourceModelContainer
 from jwst.stpipe import Step
 
 from atm_step.atomic import atomic_save
@@ -162,14 +162,15 @@ class AdaptiveTraceModelStep(Step):
         Parameters
         ----------
         input_data : str, IFUImageModel, SlitModel, MultiSlitModel or ModelContainer
-            File name, association file name, datamodel or container.
+            File name, association file name, datamodel or container (a
+            ``SourceModelContainer``, as calwebb_spec3 passes for slits, included).
 
         Returns
         -------
         IFUImageModel, SlitModel, MultiSlitModel or ModelContainer
-            A new model for each input model (the input is never modified) with a
-            ``trace_model`` image and, for ``oversample > 1``, oversampled arrays and
-            WCS. ``meta.cal_step.adaptive_trace_model`` is 'COMPLETE' or 'FAILED'.
+            A new model for each input model (in a new container of the input's kind;
+            the input is never modified) with a ``trace_model`` image and, for
+            ``oversample > 1``, oversampled arrays and WCS. ``meta.cal_step.adaptive_trace_model`` is 'COMPLETE' or 'FAILED'.
 
         Raises
         ------
@@ -192,9 +193,14 @@ class AdaptiveTraceModelStep(Step):
         self.add_asn_id_to_output_name(source)
         if not isinstance(source, ModelContainer):
             return self._process_model(source)
-        output = ModelContainer()
-        for model in source:
-            output.append(self._process_model(model))
+        if isinstance(source, SourceModelContainer):
+            # calwebb_spec3's container of one source's slits: the same kind comes back,
+            # saved as one MultiExposureModel under the source's product name
+            output = _source_container(source, [self._process_model(m) for m in source])
+        else:
+            output = ModelContainer()
+            for model in source:
+                output.append(self._process_model(model))
         for attr in ("asn_exptypes", "asn_table"):
             setattr(output, attr, copy.deepcopy(getattr(source, attr, None)))
         for attr in ("asn_n_members", "asn_table_name", "asn_pool_name", "asn_file_path"):
@@ -499,6 +505,23 @@ def requested_cores(maximum_cores, available):
         f"parameter maximum_cores={maximum_cores!r} is not allowed: it must be one of "
         f"{', '.join(repr(w) for w in CORE_WORDS)} or a whole number >= 1"
     )
+
+
+def _source_container(source, models):
+    """
+    A new `SourceModelContainer` of ``models``, the outputs for the exposures of
+    ``source`` (in order), with its MultiExposureModel's metadata.
+
+    The input's MultiExposureModel keeps its own exposures: the new one gets the
+    metadata only, copied, and one exposure per output model (jwst's step returns the
+    input container, changed in place; this step never changes its input).
+    """
+    wrapped = source._multiexposure  # where jwst's container keeps it
+    multi = datamodels.MultiExposureModel()
+    multi.meta.instance.update(copy.deepcopy(wrapped.meta.instance))
+    for model in models:
+        multi.exposures.append(model)
+    return SourceModelContainer(multi)
 
 
 def _mark_failed(model):

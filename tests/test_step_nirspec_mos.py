@@ -128,3 +128,38 @@ def test_multislit_model_and_intermediate_products(mos_files, tmp_path):
         assert slit_ours.meta.photometry.pixelarea_steradians == pytest.approx(
             slit_theirs.meta.photometry.pixelarea_steradians, rel=1e-12
         )
+
+
+def test_spec3_source_container_comes_back_as_one(mos_files, tmp_path):
+    """calwebb_spec3 hands the step one source's slits as a SourceModelContainer (a
+    MultiExposureModel underneath), and saves what comes back as one file per source.
+    The step returns a new SourceModelContainer of the oversampled slits, in order;
+    the input's exposures are not changed."""
+    from pathlib import Path
+
+    from jwst.datamodels import ModelContainer, SourceModelContainer
+    from jwst.exp_to_source import multislit_to_container
+
+    from atm_step import AdaptiveTraceModelStep
+
+    exposures = []
+    for path in mos_files:
+        slit = datamodels.SlitModel(str(path))
+        multi = datamodels.MultiSlitModel()
+        multi.update(slit, only="PRIMARY")
+        multi.slits.append(slit)
+        multi.meta.filename = Path(path).name
+        exposures.append(multi)
+    (source,) = multislit_to_container(ModelContainer(exposures)).values()
+    before = [m.data.copy() for m in source]
+    out = AdaptiveTraceModelStep.call(source, oversample=3)
+    assert isinstance(out, SourceModelContainer) and out is not source
+    assert [m.data.shape for m in out] == [(3 * b.shape[0], b.shape[1]) for b in before]
+    assert [m.meta.cal_step.adaptive_trace_model for m in out] == ["COMPLETE"] * 3
+    for b, m in zip(before, source, strict=True):
+        np.testing.assert_array_equal(m.data, b)
+    out.save(path=str(tmp_path / "source_atm.fits"))
+    with datamodels.open(str(tmp_path / "source_atm.fits")) as saved:
+        assert isinstance(saved, datamodels.MultiExposureModel)
+        for exposure, m in zip(saved.exposures, out, strict=True):
+            np.testing.assert_array_equal(exposure.data, m.data)
