@@ -146,3 +146,33 @@ def test_kernels_match_the_numpy_reference_of_the_whole_column_recipe(order, ref
     np.testing.assert_array_equal(np.isfinite(fit.spline_native), np.isfinite(spline))
     np.testing.assert_allclose(fit.model_native, model, rtol=1e-7, atol=1e-10)
     np.testing.assert_allclose(fit.spline_native, spline, rtol=1e-7, atol=1e-10)
+    assert np.isfinite(spline).any(axis=0).all()  # every column modelled, in any order
+
+
+def test_columns_before_a_sweeps_first_fit_take_that_fit():
+    """The damaged slice's trace runs parallel to the rows beyond column 200, where the
+    sampling-gap test refuses every fit. In ascending order those columns reuse the
+    last fit before them (column 204's). In descending and outside-in order the sweep
+    starts there: the columns before its first fit take that fit, the same column
+    204 fit, instead of being left without a trace model. Against the noise-free
+    truth on the bright pixels of those 95 columns: 0.28% rms in every order."""
+    from atm_step.core import trace_fit
+    from atm_step.core.grid import nearest_native_row
+
+    flux, alpha, regions = _damaged_slice()
+    x = np.arange(flux.shape[1])
+    truth = np.exp(-0.5 * ((alpha - 1.1) / 0.09) ** 2) * (1 + 0.2 * np.sin(x / 30.0)) + 0.01
+    flat = (truth > 0.3) & (x >= 205)
+    near = nearest_native_row(flux.shape[0], 1.0)
+    spline = {}
+    for order in ("ascending", "descending", "outside_in"):
+        params = FitParameters(nknots=46, window=25, column_order=order, min_good=5)
+        fit = trace_fit.fit_regions(flux, alpha, regions, np.array([7]), alpha, near, params)
+        assert tuple(fit.counts[0][:2]) == (205, 95)  # fitted, reusing a fit
+        assert np.isfinite(fit.spline_native[flat]).all()
+        err = (fit.spline_native - truth)[flat] / truth[flat]
+        assert np.sqrt(np.mean(err**2)) < 0.004
+        spline[order] = fit.spline_native
+    for order in ("descending", "outside_in"):
+        np.testing.assert_allclose(spline[order][:, 205:], spline["ascending"][:, 205:],
+                                   rtol=1e-10, atol=1e-12)

@@ -348,7 +348,8 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
     written plainly: missing-flux-corrected column norms, for each column (in the
     column order) the window's points gathered afresh, the sampling-gap test,
     a least-squares fit by `scipy.interpolate.BSpline.design_matrix`, iterative
-    rejection restarted from nothing, reuse of the previous fit, the column scale,
+    rejection restarted from nothing, reuse of the previous fit (the first fit, for
+    the columns before it in the column order), the column scale,
     and the rescaling of columns that lost most of their flux. Used by tests to check
     the sliding-window kernel.
 
@@ -407,8 +408,22 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
         sweeps = [range(nx - 1, -1, -1)]
     else:
         sweeps = [range(0, nx // 2 + 1), range(nx - 1, nx // 2, -1)]
+
+    def model_column(c, fit):
+        coef, lo, hi = fit
+        rows_c = np.nonzero(inside[:, c] & (alpha[:, c] >= lo) & (alpha[:, c] <= hi))[0]
+        m = BSpline(knots, coef, 3)(alpha[rows_c, c])
+        model[rows_c, c] = m
+        scales[c] = reference_column_scale(flux[rows_c, c], m, params.scale_top,
+                                           params.scale_sigma)  # fmt: skip
+        if params.scale_offset and np.isfinite(scales[c]):
+            scales[c] = reference_column_scale_offset(flux[rows_c, c], m, scales[c])
+        if np.isfinite(scales[c]):
+            spline[rows_c, c] = scales[c] * m
+
     for columns in sweeps:
         prev = None
+        waiting = []  # the sweep's columns before its first fit: they take that fit
         for c in columns:
             if ngood[c] <= min_good:
                 continue
@@ -421,20 +436,16 @@ def reference_fit_region(flux, alpha, regions, rid, params, nknots, min_good):
                     n_fit += 1
                     n_rej += int((~keep).sum())
                     prev = (coef, a.min(), a.max())
+                    for w in waiting:
+                        model_column(w, prev)
+                    n_reuse += len(waiting)
+                    waiting = []
             if coef is None:
                 if prev is None:
+                    waiting.append(c)
                     continue
                 n_reuse += 1
-            coef, lo, hi = prev
-            rows_c = np.nonzero(inside[:, c] & (alpha[:, c] >= lo) & (alpha[:, c] <= hi))[0]
-            m = BSpline(knots, coef, 3)(alpha[rows_c, c])
-            model[rows_c, c] = m
-            scales[c] = reference_column_scale(flux[rows_c, c], m, params.scale_top,
-                                               params.scale_sigma)  # fmt: skip
-            if params.scale_offset and np.isfinite(scales[c]):
-                scales[c] = reference_column_scale_offset(flux[rows_c, c], m, scales[c])
-            if np.isfinite(scales[c]):
-                spline[rows_c, c] = scales[c] * m
+            model_column(c, prev)
     # columns that lost most of their flux take the scale of intact neighbours
     intact = np.isfinite(norm) & np.isfinite(scales)
     for c in np.nonzero(~np.isfinite(norm) & np.isfinite(scales))[0]:

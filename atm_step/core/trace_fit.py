@@ -21,6 +21,9 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
 - The sampling-gap test (paper: reuse the previous column's fit when the largest gap
   between sampled alpha positions exceeds ``gap_ratio`` knot intervals) uses an
   occupancy histogram of eight bins per knot interval, maintained with the window.
+  Columns that fail it before any column of their sweep was fitted (at a slice's
+  edge, where the window is one-sided) take the sweep's first fit; the paper is
+  silent there, and jwst models them too, from a fit with fewer knots.
 - The scale of the normalised model to the column is the weighted mean ratio of
   II.3, but its outlier clip is centred on the median of the five highest-weight
   ratios rather than their sigma-clipped mean, which cannot reject a single hot
@@ -54,7 +57,7 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   only state carried from one column to the next is the last fit, reused by
   columns that fail the sampling-gap test. A chunk's leading columns that need it
   are modelled once every chunk of the region is done (`_RegionJob.finish`), from the
-  last fit of the chunks before. The output is the same, bit for bit, on any
+  last fit of the chunks before (or the sweep's first fit, before it). The output is the same, bit for bit, on any
   number of threads. The compiled kernels release the GIL; a thread pool
   (``maximum_cores`` threads) runs the tasks (`_run_regions`). (A Numba ``prange``
   does the same but adds ~8 s to the first, uncached compilation.)
@@ -867,6 +870,8 @@ class ColumnWork(NamedTuple):
     col_m: np.ndarray  #: (nr,)
     pending: np.ndarray  #: (nx,) int64: columns of a chunk waiting for an earlier chunk's fit
     prev_range: np.ndarray  #: (2,) sampled alpha range of ``prev``
+    first: np.ndarray  #: (ncoef,) the chunk's first fit (for a sweep's leading columns)
+    first_range: np.ndarray  #: (2,) sampled alpha range of ``first``
 
 
 def column_work(nx, cfg):
@@ -882,6 +887,7 @@ def column_work(nx, cfg):
         cand=np.empty((2 * cfg.window + 1) * nr, dtype=np.int64),
         seed=np.empty((2, cfg.scale_top)), col_d=np.empty(nr), col_m=np.empty(nr),
         pending=np.empty(nx, dtype=np.int64), prev_range=np.zeros(2),
+        first=np.zeros(ncoef), first_range=np.zeros(2),
     )  # fmt: skip
 
 
@@ -903,7 +909,7 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
     chunk fitted a column); the pending
     columns, which would reuse a fit made before the chunk, are
     ``work.pending[:result[3]]``; the chunk's last fit is ``work.prev`` over the
-    alpha range ``work.prev_range``.
+    alpha range ``work.prev_range``, its first ``work.first`` over ``work.first_range``.
     """
     ncoef = cfg.nknots + 3
     h = (cfg.a1 - cfg.a0) / cfg.nknots
@@ -955,6 +961,11 @@ def _fit_columns(flux, alpha, regions, alpha_os, near, cfg, pen, lam, norm, ngoo
                 prev[i] = coef[i]
             prev_lo = lo
             prev_hi = hi
+            if not have_prev:  # the chunk's first fit
+                for i in range(ncoef):
+                    work.first[i] = coef[i]
+                work.first_range[0] = lo
+                work.first_range[1] = hi
             have_prev = True
         elif have_prev:
             n_reuse += 1
@@ -994,6 +1005,7 @@ class _ChunkResult(NamedTuple):
     counts: np.ndarray  #: (3,) columns fitted, columns reusing a fit, rejections
     pending: np.ndarray  #: columns waiting for the fit of an earlier chunk
     last: tuple | None  #: the chunk's last fit ``(coef, lo, hi)``, None without one
+    first: tuple | None  #: the chunk's first fit ``(coef, lo, hi)``, None without one
 
 
 class _RegionJob:
@@ -1057,31 +1069,47 @@ class _RegionJob:
         _fit_columns(*self.arrays, self.cfg, self.pen, self.lam, self.norm, self.ngood,
                      *self.table, work, start, stop, step, *self.outputs, self.col_scale,
                      self.fitted_columns, res)  # fmt: skip
-        last = None
+        last = first = None
         if res[4]:
             last = (work.prev.copy(), float(work.prev_range[0]), float(work.prev_range[1]))
-        self.results[i] = _ChunkResult(res[:3].copy(), work.pending[: res[3]].copy(), last)
+            first = (work.first.copy(), float(work.first_range[0]), float(work.first_range[1]))
+        self.results[i] = _ChunkResult(res[:3].copy(), work.pending[: res[3]].copy(), last,
+                                       first)  # fmt: skip
         with self.lock:
             self.left -= 1
             return self.left == 0
 
     def finish(self):
         """Model the chunks' pending columns with the last fit before them (in the
-        serial order, within a sweep), then rescale the columns that lost their flux."""
+        serial order, within a sweep), or, before a sweep's first fit, with that first
+        fit; then rescale the columns that lost their flux."""
         cfg = self.cfg
         regions, near = self.arrays[2], self.arrays[4]
         total = np.zeros(3, dtype=np.int64)
         last = None
         sweep_now = -1
+        leading = []  # pending columns before the sweep's first fit
         work = self._thread_work()
+
+        def model(cols, fit):
+            _model_columns(cols, *fit, *self.arrays, cfg, work, *self.outputs,
+                           self.col_scale)  # fmt: skip
+            total[1] += cols.size
+
         for (sweep, *_), r in zip(self.chunks, self.results, strict=True):
-            if sweep != sweep_now:
-                last, sweep_now = None, sweep
+            if sweep != sweep_now:  # (a sweep without any fit leaves its columns)
+                last, sweep_now, leading = None, sweep, []
             total += r.counts
-            if r.pending.size and last is not None:
-                _model_columns(r.pending, *last, *self.arrays, cfg, work, *self.outputs,
-                               self.col_scale)  # fmt: skip
-                total[1] += r.pending.size
+            if r.pending.size:
+                if last is not None:
+                    model(r.pending, last)
+                else:
+                    leading.append(r.pending)
+            if leading and r.first is not None:
+                # as jwst models them (it retries the fit with fewer knots): the
+                # columns before the first fit take it, as later ones take the last
+                model(np.concatenate(leading), r.first)
+                leading = []
             if r.last is not None:
                 last = r.last
         self.counts[:] = total
