@@ -111,3 +111,28 @@ def test_qa_n_is_one_for_a_native_output(mos_files, tmp_path):
     after = tmp_path / "after_atm.fits"
     AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=1).save(str(after))
     assert cli.oversample_from_files(mos_files[0], after) == 1.0
+
+
+def test_a_failed_write_leaves_the_previous_picture(tmp_path, monkeypatch):
+    """A picture is written under a temporary name and renamed into place: a write that
+    fails half-way (here: after 10 bytes) leaves the previous picture as it was and no
+    partial file."""
+    from matplotlib.figure import Figure
+
+    from atm_step.qa import plots
+
+    cube = np.random.default_rng(1).uniform(1, 2, (4, 5, 50))
+    ap = cube.sum(axis=(0, 1))
+    path = plots.spectra_figure(tmp_path / "s.png", [cube], [(1, 1)], [ap])
+    before = open(path, "rb").read()
+
+    def broken(self, fname, **kwargs):
+        with open(fname, "wb") as fh:
+            fh.write(b"\x89PNG\r\n\x1a\n\x00\x00")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(Figure, "savefig", broken)
+    with pytest.raises(OSError, match="disk full"):
+        plots.spectra_figure(tmp_path / "s.png", [cube * 2], [(1, 1)], [ap * 2])
+    assert open(path, "rb").read() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["s.png"]

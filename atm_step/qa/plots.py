@@ -4,7 +4,9 @@ Orientation: the core's, dispersion along x (axis 1), the slice along y (axis 0)
 """
 
 import logging
+import os
 import warnings
+from pathlib import Path
 
 import numpy as np
 
@@ -20,6 +22,18 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+
+def _save(fig, path):
+    """Write ``fig`` to ``path`` through a temporary file in the same folder, renamed
+    into place once complete: a crash leaves no truncated picture under the name."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.partial-{os.getpid()}{path.suffix}")
+    try:
+        fig.savefig(tmp, dpi=110)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def normalised_profile(flux, alpha, regions, region, column, window=10):
@@ -188,7 +202,7 @@ def profile_figure(path, flux, alpha, regions, result, panels, alpha_os=None, wi
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0.06, 1, 1))
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     log.info("wrote %s", path)
     return str(path)
@@ -244,7 +258,7 @@ def model_map_figure(path, result, regions, title=None):
     ax.set_xlabel("column (dispersion)")
     ax.set_ylabel(f"oversampled row (N = {result.oversample:g})")
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     log.info("wrote %s", path)
     return str(path)
@@ -310,7 +324,7 @@ def spectra_figure(path, cubes, spaxels, aperture, wavelength=None, labels=None,
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    _save(fig, path)
     plt.close(fig)
     log.info("wrote %s", path)
     return str(path)
