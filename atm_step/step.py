@@ -248,6 +248,13 @@ class AdaptiveTraceModelStep(Step):
         -------
         str or list or None
             The output path(s); None if nothing was to be saved.
+
+        Raises
+        ------
+        OSError
+            If the output cannot be written (a read-only folder, a full disk): the
+            message names the output; the previous file is left as it was (see
+            `atm_step.atomic.atomic_save`).
         """
         from collections.abc import Sequence
 
