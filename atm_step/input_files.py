@@ -1,21 +1,33 @@
 """Check an input file before stpipe or stdatamodels opens it, so that a bad file gives
 one message naming the file and the problem instead of a deep traceback.
 
-Checked: missing and empty files; FITS files that astropy cannot read, that are
-truncated (their headers describe more bytes than the file holds) or that lack the
-``ASDF`` extension every JWST pipeline product carries; ASDF files that are stpipe
-parameter files rather than exposures. Anything else (an association, a valid
-datamodel) passes unchanged.
+Checked (`check_input_file`): missing and empty files; FITS files that astropy cannot
+read, that are truncated (their headers describe more bytes than the file holds) or
+that lack the ``ASDF`` extension every JWST pipeline product carries; gzip-compressed
+FITS files (``*.fits.gz``), whose whole stream is read once to find a truncated or
+corrupt file and whose decompressed content then gets the same FITS checks; a file
+named ``*.gz`` that is not gzip-compressed (unless it is plain FITS or ASDF, which
+jwst reads); gzip-compressed ASDF, which stdatamodels cannot read; ASDF files that are
+stpipe parameter files rather than exposures.
 """
 
+import gzip
 import logging
 import os
 import warnings
+import zlib
 from pathlib import Path
 
 __all__ = ["InputFileError", "check_input_file"]
 
 log = logging.getLogger(__name__)
+
+#: The first two bytes of every gzip stream (RFC 1952).
+GZIP_MAGIC = b"\x1f\x8b"
+#: Bytes decompressed at a time when a gzip file is read through (memory stays flat).
+GZIP_CHUNK = 1 << 20
+#: Longest underlying error message quoted in an `InputFileError`.
+MAX_CAUSE = 400
 
 
 class InputFileError(ValueError):
@@ -29,7 +41,8 @@ def check_input_file(path):
     Parameters
     ----------
     path : str or os.PathLike
-        The input as given to the step (a FITS or ASDF datamodel, or an association).
+        The input as given to the step: a FITS (also gzip-compressed) or ASDF
+        datamodel. Files of other types (an association) pass unchanged.
 
     Raises
     ------
@@ -37,16 +50,17 @@ def check_input_file(path):
         The message starts with the path and says what is wrong.
     """
     p = Path(os.fspath(path))
-    if not p.exists():
-        raise InputFileError(f"{p}: no such file")
-    if p.is_dir():
-        raise InputFileError(f"{p}: is a directory, not an exposure file")
-    size = p.stat().st_size
-    if size == 0:
-        raise InputFileError(f"{p}: the file is empty (0 bytes)")
+    size = _check_exists(p, "an exposure file")
     with open(p, "rb") as fh:
         head = fh.read(8)
-    if head.startswith(b"SIMPLE"):
+    if head.startswith(GZIP_MAGIC):
+        _check_gzip(p)
+    elif p.suffix.lower() == ".gz" and not head.startswith((b"SIMPLE", b"#ASDF")):
+        raise InputFileError(
+            f"{p}: not a gzip-compressed file (it is named .gz but does not start with "
+            "the gzip signature, nor as a FITS or ASDF file); corrupt or mislabelled"
+        )
+    elif head.startswith(b"SIMPLE"):
         _check_fits(p, size)
     elif head.startswith(b"#ASDF"):
         _check_asdf(p)
@@ -56,7 +70,52 @@ def check_input_file(path):
         )
 
 
-def _check_fits(p, size):
+def _check_exists(p, what):
+    """The size of ``p``; `InputFileError` if it is missing, a folder or empty."""
+    if not p.exists():
+        raise InputFileError(f"{p}: no such file")
+    if p.is_dir():
+        raise InputFileError(f"{p}: is a directory, not {what}")
+    size = p.stat().st_size
+    if size == 0:
+        raise InputFileError(f"{p}: the file is empty (0 bytes)")
+    return size
+
+
+def _check_gzip(p):
+    """Read a gzip file through (CRC and length checked at its end), then check what
+    it holds: FITS gets `_check_fits` against the decompressed size."""
+    size = 0
+    head = b""
+    buf = bytearray(GZIP_CHUNK)
+    try:
+        with gzip.open(p, "rb") as fh:
+            while n := fh.readinto(buf):
+                if size < 8:
+                    head += bytes(buf[: min(n, 8 - size)])
+                size += n
+    except (EOFError, OSError, zlib.error) as exc:  # OSError includes gzip.BadGzipFile
+        raise InputFileError(
+            f"{p}: truncated or corrupt gzip file ({type(exc).__name__}: {_one_line(exc)}); "
+            "an interrupted copy or download?"
+        ) from None
+    if head.startswith(b"SIMPLE"):
+        _check_fits(p, size, compressed=True)
+    elif head.startswith(b"#ASDF"):
+        raise InputFileError(
+            f"{p}: a gzip-compressed ASDF file, which stdatamodels cannot read; "
+            "decompress it first (gunzip)"
+        )
+    else:
+        raise InputFileError(
+            f"{p}: a gzip-compressed file that does not hold a FITS file (its decompressed "
+            "content does not start as one); corrupt or mislabelled"
+        )
+
+
+def _check_fits(p, size, compressed=False):
+    """FITS checks; ``size`` is the file's size, or its decompressed size if
+    ``compressed`` (astropy reads a gzip-compressed file through its path)."""
     from astropy.io import fits
 
     try:
@@ -71,8 +130,9 @@ def _check_fits(p, size):
             f"{p}: not a readable FITS file: corrupt or empty ({type(exc).__name__}: {exc})"
         ) from None
     if end > size:
+        holds = "decompresses to only" if compressed else "holds only"
         raise InputFileError(
-            f"{p}: truncated FITS file: its headers describe {end} bytes but it holds only "
+            f"{p}: truncated FITS file: its headers describe {end} bytes but it {holds} "
             f"{size} (an interrupted copy, download or write?)"
         )
     if "ASDF" not in names:
@@ -101,3 +161,13 @@ def _check_asdf(p):
             f"give it as the step's configuration: `strun {p.name} my_cal.fits` or "
             f"`Step.call('my_cal.fits', config_file='{p.name}')`"
         )
+
+
+def _one_line(exc):
+    """An error message on one line, at most `MAX_CAUSE` characters."""
+    if isinstance(exc, KeyError) and len(exc.args) == 1 and isinstance(exc.args[0], str):
+        text = exc.args[0]  # str(KeyError) adds quotes
+    else:
+        text = str(exc)
+    text = " ".join(text.split()) or type(exc).__name__
+    return text if len(text) <= MAX_CAUSE else text[: MAX_CAUSE - 3] + "..."

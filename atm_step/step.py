@@ -176,8 +176,9 @@ class AdaptiveTraceModelStep(Step):
         ValueError
             If a parameter is outside its allowed range (see `check_parameters`).
         atm_step.input_files.InputFileError
-            (a ValueError) If the input file is missing, empty, corrupt, truncated, not
-            a JWST datamodel, or a step parameter file.
+            (a ValueError) If the input file is missing, empty, corrupt, truncated (a
+            gzip-compressed file included), not a JWST datamodel, or a step parameter
+            file.
         """
         self.check_parameters()
         if isinstance(input_data, (str, os.PathLike)) and not str(input_data).endswith(".json"):

@@ -1,8 +1,11 @@
 """Clear messages for bad input files and a batch script without a main guard
 (issue 10, defect 6). Each message names the file and the problem; none is a deep
 stpipe, astropy or NumPy traceback. The input files are never changed.
+
+Also gzip-compressed inputs (audit A: finding 1).
 """
 
+import gzip
 import hashlib
 import shutil
 import subprocess
@@ -36,12 +39,32 @@ def bad_inputs(tmp_path, mos_files):
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.ones((25, 341)), name="SCI")]
                  ).writeto(foreign)  # fmt: skip
     params = Path(shutil.copy(PARAM_FILE, folder))
+    # gzip-compressed inputs (astropy and stdatamodels read *.fits.gz)
+    packed = gzip.compress(data, mtime=0)
+    gz_truncated = folder / "gz_truncated_cal.fits.gz"
+    gz_truncated.write_bytes(packed[: len(packed) // 2])
+    gz_bad_crc = folder / "gz_bad_crc_cal.fits.gz"
+    gz_bad_crc.write_bytes(packed[:-8] + bytes([packed[-8] ^ 0xFF]) + packed[-7:])
+    gz_truncated_fits = folder / "gz_truncated_fits_cal.fits.gz"
+    gz_truncated_fits.write_bytes(gzip.compress(data[: len(data) // 2], mtime=0))
+    gz_foreign = folder / "gz_foreign_cal.fits.gz"
+    gz_foreign.write_bytes(gzip.compress(foreign.read_bytes(), mtime=0))
+    not_gzip = folder / "not_gzip_cal.fits.gz"
+    not_gzip.write_bytes(b"hello world, this is not gzip")
+    gz_text = folder / "gz_text_cal.fits.gz"
+    gz_text.write_bytes(gzip.compress(b"hello world, this is not FITS" * 10, mtime=0))
     return {
         "empty": (empty, "the file is empty"),
         "corrupt": (corrupt, "not a readable FITS file"),
         "truncated": (truncated, "truncated FITS file"),
         "non-JWST": (foreign, "not a JWST datamodel: this FITS file has no ASDF extension"),
         "parameter-file": (params, "is a step parameter file"),
+        "gzip-truncated": (gz_truncated, "truncated or corrupt gzip file (EOFError: "),
+        "gzip-bad-crc": (gz_bad_crc, "truncated or corrupt gzip file (BadGzipFile: CRC"),
+        "gzip-truncated-FITS": (gz_truncated_fits, f"but it decompresses to only {len(data) // 2}"),
+        "gzip-non-JWST": (gz_foreign, "not a JWST datamodel: this FITS file has no ASDF"),
+        "not-gzip": (not_gzip, "not a gzip-compressed file (it is named .gz but"),
+        "gzip-not-FITS": (gz_text, "a gzip-compressed file that does not hold a FITS file"),
     }
 
 
@@ -49,7 +72,22 @@ def _digest(path):
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-@pytest.mark.parametrize("kind", ["empty", "corrupt", "truncated", "non-JWST", "parameter-file"])
+BAD_KINDS = [
+    "empty",
+    "corrupt",
+    "truncated",
+    "non-JWST",
+    "parameter-file",
+    "gzip-truncated",
+    "gzip-bad-crc",
+    "gzip-truncated-FITS",
+    "gzip-non-JWST",
+    "not-gzip",
+    "gzip-not-FITS",
+]
+
+
+@pytest.mark.parametrize("kind", BAD_KINDS)
 def test_step_call_names_the_file_and_the_problem(bad_inputs, kind):
     path, phrase = bad_inputs[kind]
     before = _digest(path)
@@ -60,27 +98,53 @@ def test_step_call_names_the_file_and_the_problem(bad_inputs, kind):
     assert _digest(path) == before
 
 
-@pytest.mark.parametrize("kind", ["truncated", "parameter-file"])
-def test_strun_names_the_file_and_the_problem(bad_inputs, kind, tmp_path):
-    path, phrase = bad_inputs[kind]
+def _strun_fails(path, tmp_path):
+    """Run ``strun atm path``; assert it fails with an InputFileError and writes nothing;
+    return the error's message and the whole stderr."""
     strun = str(Path(sys.executable).with_name("strun"))
-    proc = subprocess.run([strun, "atm", str(path), "--oversample=2"], cwd=tmp_path,
-                          capture_output=True, text=True, timeout=600, check=False)
-    assert proc.returncode != 0
+    out = tmp_path / "strun_out"
+    proc = subprocess.run([strun, "atm", str(path), "--oversample=2", f"--output_dir={out}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                          check=False)  # fmt: skip
+    assert proc.returncode != 0, proc.stderr[-2000:]
     last = proc.stderr.strip().splitlines()[-1]
-    assert last.startswith(f"atm_step.input_files.InputFileError: {path}: "), proc.stderr[-2000:]
-    assert phrase in last
+    prefix = "atm_step.input_files.InputFileError: "
+    assert last.startswith(prefix), proc.stderr[-2000:]
+    assert not out.exists() or not list(out.iterdir())
+    return last[len(prefix) :], proc.stderr
+
+
+@pytest.mark.parametrize("kind", ["truncated", "parameter-file", "gzip-truncated"])
+def test_strun_names_the_file_and_the_problem(bad_inputs, kind, tmp_path):
+    """A truncated .fits.gz made strun exit 0 with a FAILED output ("model has no WCS")."""
+    path, phrase = bad_inputs[kind]
+    message, _ = _strun_fails(path, tmp_path)
+    assert message.startswith(f"{path}: ") and phrase in message
 
 
 def test_batch_row_names_the_file_and_the_problem(bad_inputs, tmp_path):
     """The batch task (run in-process here) reports the same messages in its row."""
     from atm_step.batch.task import Job, process_exposure
 
-    for kind in ("corrupt", "truncated", "non-JWST"):
+    for kind in ("corrupt", "truncated", "non-JWST", "gzip-truncated"):
         path, phrase = bad_inputs[kind]
         row = process_exposure(Job(input=str(path), output=str(tmp_path / f"{kind}_atm.fits")))
         assert row.status == "failed" and row.error.startswith(f"{path}: "), row.error
         assert phrase in row.error and row.traceback is None
+
+
+def test_good_gzip_and_plain_fits_named_gz_pass_the_check(tmp_path, mos_files):
+    """A complete .fits.gz passes; so does a plain FITS file named .gz, which astropy
+    and jwst read (astropy goes by the content, not the name)."""
+    from atm_step.input_files import check_input_file
+
+    data = mos_files[0].read_bytes()
+    good = tmp_path / "good_cal.fits.gz"
+    good.write_bytes(gzip.compress(data, mtime=0))
+    plain = tmp_path / "plain_cal.fits.gz"
+    plain.write_bytes(data)
+    check_input_file(good)
+    check_input_file(plain)
 
 
 def test_oversample_none_from_python(mos_files):
