@@ -9,16 +9,32 @@ corrupt file and whose decompressed content then gets the same FITS checks; a fi
 named ``*.gz`` that is not gzip-compressed (unless it is plain FITS or ASDF, which
 jwst reads); gzip-compressed ASDF, which stdatamodels cannot read; ASDF files that are
 stpipe parameter files rather than exposures.
+
+Checked (`check_association`): an association file that jwst cannot load (missing,
+not JSON, not an association), one whose first product lists no members, and every
+member, resolved as jwst resolves it (relative to the association's folder), with
+`check_input_file`; the message names the association and the member.
+
+`check_step_input` applies the right check to whatever a step is given (a file name,
+an association, a list of file names); datamodels pass unchanged.
 """
 
 import gzip
+import json
 import logging
 import os
 import warnings
 import zlib
 from pathlib import Path
 
-__all__ = ["InputFileError", "check_input_file"]
+__all__ = [
+    "InputFileError",
+    "association_members",
+    "check_association",
+    "check_input_file",
+    "check_step_input",
+    "is_association",
+]
 
 log = logging.getLogger(__name__)
 
@@ -42,7 +58,8 @@ def check_input_file(path):
     ----------
     path : str or os.PathLike
         The input as given to the step: a FITS (also gzip-compressed) or ASDF
-        datamodel. Files of other types (an association) pass unchanged.
+        datamodel. Files of other types (an association) pass unchanged; see
+        `check_association` for those.
 
     Raises
     ------
@@ -161,6 +178,155 @@ def _check_asdf(p):
             f"give it as the step's configuration: `strun {p.name} my_cal.fits` or "
             f"`Step.call('my_cal.fits', config_file='{p.name}')`"
         )
+
+
+def is_association(path):
+    """
+    Whether a file name names an association: a ``.json`` suffix, as jwst's steps decide.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+
+    Returns
+    -------
+    bool
+    """
+    return Path(os.fspath(path)).suffix.lower() == ".json"
+
+
+def _load_association(p):
+    """The association in ``p``, loaded as jwst's ``ModelContainer`` loads it."""
+    from jwst.datamodels import ModelContainer
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ModelContainer.read_asn(str(p))
+    except Exception as exc:  # noqa: BLE001 - jwst raises several types; reason found below
+        raise InputFileError(
+            f"{p}: not a readable association: {_association_problem(p, exc)}"
+        ) from None
+
+
+def _association_problem(p, exc):
+    """Why jwst could not load ``p``, in words: the JSON error or the schema's reason."""
+    try:
+        json.loads(p.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        return "not a text file"
+    except json.JSONDecodeError as jexc:
+        return f"not valid JSON ({jexc})"
+    except OSError as oexc:
+        return f"cannot read it ({oexc.strerror or oexc})"
+    cause = exc
+    while cause is not None:
+        message = getattr(cause, "message", None)  # jsonschema's ValidationError
+        if isinstance(message, str) and message:
+            return f"not a JWST association ({_one_line(message)})"
+        cause = cause.__cause__ or cause.__context__
+    return f"not a JWST association ({type(exc).__name__}: {_one_line(exc)})"
+
+
+def association_members(path):
+    """
+    The member files jwst opens for an association, as it resolves them.
+
+    jwst's ``ModelContainer`` opens every member of the association's first product,
+    at ``expname`` relative to the association's folder.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The association file (``*.json``).
+
+    Returns
+    -------
+    list of Path
+        Member paths, in the association's order (empty if it lists none).
+
+    Raises
+    ------
+    InputFileError
+        If the association cannot be loaded or a member has no ``expname``.
+    """
+    p = Path(os.fspath(path))
+    _check_exists(p, "an association file")
+    asn = _load_association(p)
+    products = asn.get("products") or [{}]
+    members = products[0].get("members") or []
+    paths = []
+    for i, member in enumerate(members):
+        expname = member.get("expname") if isinstance(member, dict) else None
+        if not expname:
+            raise InputFileError(f"{p}: member {i + 1} of its first product has no 'expname'")
+        paths.append(p.parent / expname)
+    return paths
+
+
+def check_association(path):
+    """
+    Raise `InputFileError` if an association cannot be loaded or a member is bad.
+
+    The association is loaded as jwst loads it; every member jwst would open
+    (`association_members`) is checked with `check_input_file`.
+
+    Parameters
+    ----------
+    path : str or os.PathLike
+        The association file (``*.json``).
+
+    Raises
+    ------
+    InputFileError
+        The association cannot be read (missing, empty, not JSON, not an association),
+        lists no members, or a member is missing, empty, corrupt, truncated or not a
+        JWST datamodel. The message starts with the association's path; for a member
+        it goes on with ``member <member path>: `` and the member's problem.
+    """
+    p = Path(os.fspath(path))
+    members = association_members(p)
+    if not members:
+        raise InputFileError(
+            f"{p}: the association lists no members in its first product; nothing to process"
+        )
+    for member in members:
+        try:
+            check_input_file(member)
+        except InputFileError as exc:
+            raise InputFileError(f"{p}: member {exc}") from None
+
+
+def check_step_input(input_data):
+    """
+    Check what a step is given before it opens it.
+
+    A file name gets `check_input_file`, an association (``*.json``)
+    `check_association`, a list each of its file names. Datamodels and containers pass
+    unchanged.
+
+    Parameters
+    ----------
+    input_data : str, os.PathLike, list or datamodel
+        The step's input.
+
+    Raises
+    ------
+    InputFileError
+        For the first bad file (see `check_input_file` and `check_association`), or an
+        empty list.
+    """
+    if isinstance(input_data, (str, os.PathLike)):
+        if is_association(input_data):
+            check_association(input_data)
+        else:
+            check_input_file(input_data)
+    elif isinstance(input_data, list):
+        if not input_data:
+            raise InputFileError("no input: the list of input files is empty")
+        for item in input_data:
+            if isinstance(item, (str, os.PathLike)):
+                check_step_input(item)
 
 
 def _one_line(exc):

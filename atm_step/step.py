@@ -13,7 +13,7 @@ from jwst.datamodels import ModelContainer
 from jwst.stpipe import Step
 
 from atm_step.atomic import atomic_save
-from atm_step.input_files import check_input_file
+from atm_step.input_files import check_step_input
 
 __all__ = ["AdaptiveTraceModelStep"]
 
@@ -139,9 +139,9 @@ class AdaptiveTraceModelStep(Step):
     @classmethod
     def _get_crds_parameters(cls, dataset):
         # stpipe reads a file's metadata here, before the step runs, whatever the CRDS
-        # setting: check the file first, so that a bad one gets one clear message
-        if isinstance(dataset, (str, os.PathLike)) and not str(dataset).endswith(".json"):
-            check_input_file(dataset)
+        # setting: check the file (or the association and its members, or each file of
+        # a list) first, so that a bad one gets one clear message
+        check_step_input(dataset)
         return super()._get_crds_parameters(dataset)
 
     @staticmethod
@@ -176,13 +176,14 @@ class AdaptiveTraceModelStep(Step):
         ValueError
             If a parameter is outside its allowed range (see `check_parameters`).
         atm_step.input_files.InputFileError
-            (a ValueError) If the input file is missing, empty, corrupt, truncated (a
-            gzip-compressed file included), not a JWST datamodel, or a step parameter
-            file.
+            (a ValueError) If the input file, or a file of the list, is missing, empty,
+            corrupt, truncated (a gzip-compressed file included), not a JWST datamodel,
+            or a step parameter file; if an association cannot be read, lists no
+            members, or a member has one of those problems (the message names the
+            association and the member); or if a list of files is empty.
         """
         self.check_parameters()
-        if isinstance(input_data, (str, os.PathLike)) and not str(input_data).endswith(".json"):
-            check_input_file(input_data)  # one clear message for a bad file
+        check_step_input(input_data)  # one clear message for a bad file or member
         # no copy of the input: each output model is built anew from it (see
         # `atm_step.modes.writeback.new_output_model`), so the caller's model is
         # never modified

@@ -2,11 +2,13 @@
 (issue 10, defect 6). Each message names the file and the problem; none is a deep
 stpipe, astropy or NumPy traceback. The input files are never changed.
 
-Also gzip-compressed inputs (audit A: finding 1).
+Also gzip-compressed inputs and associations and lists (every member checked, the
+message naming the association and the member) (audit A: findings 1 and 2).
 """
 
 import gzip
 import hashlib
+import json
 import shutil
 import subprocess
 import sys
@@ -145,6 +147,97 @@ def test_good_gzip_and_plain_fits_named_gz_pass_the_check(tmp_path, mos_files):
     plain.write_bytes(data)
     check_input_file(good)
     check_input_file(plain)
+
+
+# ---------------------------------------------------------------- associations, lists
+
+
+def _write_asn(path, expnames, **extra):
+    members = [{"expname": name, "exptype": "science"} for name in expnames]
+    asn = {"asn_id": "a3001", "asn_pool": "pool", "asn_type": "spec2",
+           "products": [{"name": "prod", "members": members}], **extra}  # fmt: skip
+    path.write_text(json.dumps(asn))
+    return path
+
+
+@pytest.fixture
+def asn_folder(tmp_path, mos_files):
+    """An association folder: a good and a truncated member; the tests run elsewhere."""
+    folder = tmp_path / "asn"
+    folder.mkdir()
+    shutil.copy(mos_files[0], folder / "a_cal.fits")
+    data = mos_files[1].read_bytes()
+    (folder / "trunc_cal.fits").write_bytes(data[: len(data) // 2])
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    return folder
+
+
+def _asn_cases(folder):
+    """name -> (association, the message after "<association>: "; {folder} stands for the
+    association's folder as given)."""
+    trunc = _write_asn(folder / "trunc_asn.json", ["a_cal.fits", "trunc_cal.fits"])
+    missing = _write_asn(folder / "missing_asn.json", ["a_cal.fits", "nothere_cal.fits"])
+    empty = _write_asn(folder / "empty_asn.json", [])
+    bad_json = folder / "bad_asn.json"
+    bad_json.write_text('{"asn_type": "spec2", "products": [ {{')
+    not_asn = folder / "notasn_asn.json"
+    not_asn.write_text('{"hello": 1}')
+    json_error = "Expecting property name enclosed in double quotes: line 1"
+    schema_error = "not a JWST association ('products' is a required property)"
+    return {
+        "truncated-member": (trunc, "member {folder}/trunc_cal.fits: truncated FITS file: "),
+        "missing-member": (missing, "member {folder}/nothere_cal.fits: no such file"),
+        "no-members": (empty, "the association lists no members"),
+        "bad-JSON": (bad_json, f"not a readable association: not valid JSON ({json_error}"),
+        "not-an-association": (not_asn, f"not a readable association: {schema_error}"),
+    }  # fmt: skip
+
+
+def _digests(folder):
+    return {p.name: _digest(p) for p in sorted(folder.iterdir())}
+
+
+@pytest.mark.parametrize("kind", ["truncated-member", "missing-member", "no-members",
+                                  "bad-JSON", "not-an-association"])  # fmt: skip
+def test_association_names_the_association_and_the_member(asn_folder, kind, monkeypatch):
+    """Members resolve relative to the association's folder, as jwst resolves them: the
+    step runs from another folder and is given the association by a relative path."""
+    monkeypatch.chdir(asn_folder.parent / "elsewhere")
+    asn, tail = _asn_cases(asn_folder)[kind]
+    relative = Path("..") / "asn" / asn.name
+    expected = f"{relative}: " + tail.format(folder=relative.parent)
+    before = _digests(asn_folder)
+    with pytest.raises(InputFileError) as info:
+        AdaptiveTraceModelStep.call(str(relative), oversample=2)
+    assert str(info.value).startswith(expected), str(info.value)
+    assert "\n" not in str(info.value)
+    assert _digests(asn_folder) == before
+
+
+def test_good_association_still_runs(asn_folder):
+    asn = _write_asn(asn_folder / "good_asn.json", ["a_cal.fits"])
+    result = AdaptiveTraceModelStep.call(str(asn), oversample=1)
+    assert [m.meta.cal_step.adaptive_trace_model for m in result] == ["COMPLETE"]
+
+
+@pytest.mark.parametrize("kind", ["truncated-member", "no-members"])
+def test_strun_association_names_the_member(asn_folder, kind, tmp_path):
+    """strun on an association: a truncated member gave NumPy's "cannot reshape array",
+    an empty association exit 0 and nothing written, without a word."""
+    asn, tail = _asn_cases(asn_folder)[kind]
+    message, _ = _strun_fails(asn, tmp_path)
+    assert message.startswith(f"{asn}: " + tail.format(folder=asn.parent)), message
+
+
+def test_list_of_files_checks_each(asn_folder):
+    good, trunc = asn_folder / "a_cal.fits", asn_folder / "trunc_cal.fits"
+    before = _digests(asn_folder)
+    with pytest.raises(InputFileError, match=r"^" + str(trunc) + ": truncated FITS file"):
+        AdaptiveTraceModelStep.call([str(good), str(trunc)], oversample=2)
+    with pytest.raises(InputFileError, match="the list of input files is empty"):
+        AdaptiveTraceModelStep.call([], oversample=2)
+    assert _digests(asn_folder) == before
 
 
 def test_oversample_none_from_python(mos_files):
