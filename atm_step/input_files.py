@@ -16,7 +16,9 @@ member, resolved as jwst resolves it (relative to the association's folder), wit
 `check_input_file`; the message names the association and the member.
 
 `check_step_input` applies the right check to whatever a step is given (a file name,
-an association, a list of file names); datamodels pass unchanged.
+an association, a list of file names); datamodels pass unchanged. `open_failure` turns
+an error raised while opening checked files into one `InputFileError` naming the file
+that could not be opened.
 """
 
 import gzip
@@ -34,6 +36,7 @@ __all__ = [
     "check_input_file",
     "check_step_input",
     "is_association",
+    "open_failure",
 ]
 
 log = logging.getLogger(__name__)
@@ -327,6 +330,66 @@ def check_step_input(input_data):
         for item in input_data:
             if isinstance(item, (str, os.PathLike)):
                 check_step_input(item)
+
+
+def open_failure(input_data, exc):
+    """
+    One `InputFileError` for an error raised while opening an input that passed the checks.
+
+    stdatamodels raises deep errors for a file whose FITS structure is sound but whose
+    content is not (a corrupt embedded ASDF tree, no SCI extension, arrays of the wrong
+    dimensions). For an association or a list, the member that fails is found by
+    opening each one in turn; this happens only after a failure.
+
+    Parameters
+    ----------
+    input_data : str, os.PathLike or list
+        The input that failed to open.
+    exc : Exception
+        The error raised while opening it.
+
+    Returns
+    -------
+    InputFileError
+        Its message names the file (for a member, the association first) and quotes
+        the error on one line: ``<file>: cannot be opened as a JWST datamodel (<type>:
+        <message>)``.
+    """
+    files = _files_named(input_data)
+    if len(files) == 1 and not files[0][1]:  # one file, not an association's member
+        return _open_error(files[0][0], exc)
+    from stdatamodels.jwst import datamodels
+
+    for path, asn in files:
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                datamodels.open(str(path)).close()
+        except Exception as member_exc:  # noqa: BLE001 - the member that fails, however
+            return _open_error(f"{asn}: member {path}" if asn else f"{path}", member_exc)
+    if isinstance(input_data, (str, os.PathLike)):
+        return _open_error(os.fspath(input_data), exc)
+    return _open_error(", ".join(f"{path}" for path, _ in files) or repr(input_data), exc)
+
+
+def _files_named(input_data):
+    """The files an input names, as (file, association it is a member of or "") pairs."""
+    if isinstance(input_data, (str, os.PathLike)):
+        if not is_association(input_data):
+            return [(Path(os.fspath(input_data)), "")]
+        try:
+            members = association_members(input_data)
+        except InputFileError:
+            return []
+        return [(m, os.fspath(input_data)) for m in members]
+    if isinstance(input_data, list):
+        return [pair for item in input_data for pair in _files_named(item)]
+    return []
+
+
+def _open_error(where, exc):
+    what = f"{type(exc).__name__}: {_one_line(exc)}"
+    return InputFileError(f"{where}: cannot be opened as a JWST datamodel ({what})")
 
 
 def _one_line(exc):

@@ -2,8 +2,9 @@
 (issue 10, defect 6). Each message names the file and the problem; none is a deep
 stpipe, astropy or NumPy traceback. The input files are never changed.
 
-Also gzip-compressed inputs and associations and lists (every member checked, the
-message naming the association and the member) (audit A: findings 1 and 2).
+Also gzip-compressed inputs, associations and lists (every member checked, the message
+naming the association and the member), and files whose FITS structure is sound but
+which stdatamodels cannot open (audit A: findings 1, 2 and 7).
 """
 
 import gzip
@@ -238,6 +239,87 @@ def test_list_of_files_checks_each(asn_folder):
     with pytest.raises(InputFileError, match="the list of input files is empty"):
         AdaptiveTraceModelStep.call([], oversample=2)
     assert _digests(asn_folder) == before
+
+
+# ------------------------------------------------- sound FITS that stdatamodels cannot open
+
+
+def _edit_copy(source, target, edit):
+    with fits.open(source) as hdul:
+        hdul = fits.HDUList([h.copy() for h in hdul])
+        edit(hdul)
+        hdul.writeto(target, output_verify="silentfix")
+    return target
+
+
+def _no_sci(hdul):
+    del hdul["SCI"]
+
+
+def _asdf_garbage(hdul):
+    column = fits.Column(name="ASDF_METADATA", format="5B", array=np.zeros((1, 5), np.uint8))
+    hdul["ASDF"] = fits.BinTableHDU.from_columns([column], name="ASDF")
+
+
+def _sci_4d(hdul):
+    hdul["SCI"].data = np.ones((2, 3, 25, 341), np.float32)
+
+
+def _cube_model(hdul):
+    hdul[0].header["DATAMODL"] = "CubeModel"
+
+
+UNOPENABLE = {
+    "no-SCI": (_no_sci, "(KeyError: ERROR loading embedded ASDF: \"Extension ('SCI', 1) not found"),
+    "corrupt-ASDF": (_asdf_garbage, "Does not appear to be a ASDF file"),
+    "4-D-SCI": (_sci_4d, "(ValueError: Array has wrong number of dimensions. Expected <= 3, got 4)"),
+    "CubeModel-2-D": (_cube_model, "(ValueError: Array has wrong number of dimensions. Expected 3"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("kind", list(UNOPENABLE))
+def test_unopenable_datamodel_names_the_file(tmp_path, mos_files, kind):
+    """These passed the file checks and gave 15-23 frames of stdatamodels traceback."""
+    edit, phrase = UNOPENABLE[kind]
+    path = _edit_copy(mos_files[0], tmp_path / f"{kind}_cal.fits", edit)
+    before = _digest(path)
+    with pytest.raises(InputFileError) as info:
+        AdaptiveTraceModelStep.call(str(path), oversample=2)
+    message = str(info.value)
+    assert message.startswith(f"{path}: cannot be opened as a JWST datamodel ("), message
+    assert phrase in message and "\n" not in message, message
+    assert _digest(path) == before
+
+
+def test_unopenable_member_names_the_association_and_the_member(asn_folder):
+    _edit_copy(asn_folder / "a_cal.fits", asn_folder / "nosci_cal.fits", _no_sci)
+    asn = _write_asn(asn_folder / "nosci_asn.json", ["a_cal.fits", "nosci_cal.fits"])
+    before = _digests(asn_folder)
+    with pytest.raises(InputFileError) as info:
+        AdaptiveTraceModelStep.call(str(asn), oversample=2)
+    assert str(info.value).startswith(
+        f"{asn}: member {asn_folder / 'nosci_cal.fits'}: cannot be opened as a JWST "
+        "datamodel (KeyError: "), str(info.value)  # fmt: skip
+    assert _digests(asn_folder) == before
+
+
+def test_strun_unopenable_datamodel_no_stdatamodels_traceback(tmp_path, mos_files):
+    path = _edit_copy(mos_files[0], tmp_path / "nosci_cal.fits", _no_sci)
+    message, stderr = _strun_fails(path, tmp_path)
+    assert message.startswith(f"{path}: cannot be opened as a JWST datamodel (KeyError: ")
+    assert "fits_support.py" not in stderr and "stdatamodels" not in stderr, stderr[-3000:]
+
+
+def test_batch_row_unopenable_datamodel(tmp_path, mos_files):
+    """The batch runner reports the step's message (one function words both)."""
+    from atm_step.batch.task import Job, process_exposure
+
+    path = _edit_copy(mos_files[0], tmp_path / "nosci_cal.fits", _no_sci)
+    row = process_exposure(Job(input=str(path), output=str(tmp_path / "nosci_atm.fits")))
+    assert row.status == "failed" and row.traceback is None
+    with pytest.raises(InputFileError) as info:
+        AdaptiveTraceModelStep.call(str(path), oversample=2)
+    assert row.error == str(info.value)
 
 
 def test_oversample_none_from_python(mos_files):
