@@ -142,13 +142,23 @@ def atomic_save(model, output):
     Raises
     ------
     OSError
-        If the folder is not writable or the disk is full; ``output`` is then left
-        as it was.
+        If the output folder cannot be created or written in, or the write fails (a
+        full disk). The error is of the same type as the one raised (e.g.
+        `PermissionError`), with the same ``errno``, chained to it; its message starts
+        with the output path and gives the cause, not the temporary folder's name.
+        ``output`` is then left as it was and no temporary folder is left behind.
     """
     output = Path(output)
-    output.parent.mkdir(parents=True, exist_ok=True)
+    existed = output.exists()
+    try:
+        output.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise _output_error(exc, output, f"its folder {output.parent} cannot be created") from exc
     remove_partials(output)
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}{PARTIAL_MARK}", dir=output.parent))
+    try:
+        tmpdir = Path(tempfile.mkdtemp(prefix=f".{output.name}{PARTIAL_MARK}", dir=output.parent))
+    except OSError as exc:
+        raise _output_error(exc, output, f"no file can be created in {output.parent}") from exc
     fd = None
     try:
         fd = _take_lock(tmpdir)
@@ -163,8 +173,45 @@ def atomic_save(model, output):
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+    except OSError as exc:
+        kept = "the previous file is left as it was" if existed else "no file was written"
+        raise _output_error(exc, output, "writing it failed", f"; {kept}") from exc
     finally:
         shutil.rmtree(tmpdir, ignore_errors=True)
         if fd is not None:
             os.close(fd)
     return str(output)
+
+
+def _output_error(exc, output, what, after=""):
+    """
+    An error of ``exc``'s type (an OSError) whose message names ``output``.
+
+    Parameters
+    ----------
+    exc : OSError
+        The error raised while saving.
+    output : Path
+        The final output path.
+    what : str
+        What could not be done.
+    after : str
+        Appended to the message (what became of the output).
+
+    Returns
+    -------
+    OSError
+        ``"<output>: cannot save the output: <what> (<type>: <cause>)<after>"``, with
+        the ``errno`` of ``exc``.
+    """
+    # strerror leaves out the file name, which may be the hidden temporary folder's
+    cause = exc.strerror or " ".join(str(exc).split())
+    message = f"{output}: cannot save the output: {what} ({type(exc).__name__}: {cause}){after}"
+    try:
+        new = type(exc)(message)
+    except Exception:  # noqa: BLE001 - a subclass with another signature
+        new = OSError(message)
+    if not isinstance(new, OSError):
+        new = OSError(message)
+    new.errno = exc.errno  # the message stays as set: no strerror
+    return new

@@ -13,7 +13,7 @@ from jwst.datamodels import ModelContainer, SourceModelContainer
 from jwst.stpipe import Step
 
 from atm_step.atomic import atomic_save
-from atm_step.input_files import check_input_file
+from atm_step.input_files import InputFileError, check_step_input, open_failure
 
 __all__ = ["AdaptiveTraceModelStep"]
 
@@ -139,10 +139,17 @@ class AdaptiveTraceModelStep(Step):
     @classmethod
     def _get_crds_parameters(cls, dataset):
         # stpipe reads a file's metadata here, before the step runs, whatever the CRDS
-        # setting: check the file first, so that a bad one gets one clear message
-        if isinstance(dataset, (str, os.PathLike)) and not str(dataset).endswith(".json"):
-            check_input_file(dataset)
-        return super()._get_crds_parameters(dataset)
+        # setting: check the file (or the association and its members, or each file of
+        # a list) first, so that a bad one gets one clear message
+        check_step_input(dataset)
+        try:
+            return super()._get_crds_parameters(dataset)
+        except (OSError, MemoryError):
+            raise  # stpipe warns about an OSError and goes on; process() opens the file
+        except Exception as exc:  # stdatamodels failed on a checked file (its ASDF tree)
+            if not isinstance(dataset, (str, os.PathLike, list)):
+                raise
+            raise open_failure(dataset, exc) from None
 
     @staticmethod
     def get_stpipe_loggers():
@@ -177,16 +184,29 @@ class AdaptiveTraceModelStep(Step):
         ValueError
             If a parameter is outside its allowed range (see `check_parameters`).
         atm_step.input_files.InputFileError
-            (a ValueError) If the input file is missing, empty, corrupt, truncated, not
-            a JWST datamodel, or a step parameter file.
+            (a ValueError) If the input file, or a file of the list, is missing, empty,
+            corrupt, truncated (a gzip-compressed file included), not a JWST datamodel,
+            or a step parameter file; if an association cannot be read, lists no
+            members, or a member has one of those problems (the message names the
+            association and the member); if a list of files is empty; or if stdatamodels
+            cannot open a file that passed these checks (a corrupt embedded ASDF tree,
+            no SCI extension, arrays of the wrong dimensions): the message names the
+            file and quotes the error on one line.
         """
         self.check_parameters()
-        if isinstance(input_data, (str, os.PathLike)) and not str(input_data).endswith(".json"):
-            check_input_file(input_data)  # one clear message for a bad file
+        check_step_input(input_data)  # one clear message for a bad file or member
         # no copy of the input: each output model is built anew from it (see
         # `atm_step.modes.writeback.new_output_model`), so the caller's model is
         # never modified
-        source = self.prepare_output(input_data, make_copy=False)
+        try:
+            source = self.prepare_output(input_data, make_copy=False)
+        except (InputFileError, MemoryError):
+            raise
+        except Exception as exc:  # stdatamodels raises many types
+            if not isinstance(input_data, (str, os.PathLike, list)):
+                raise  # a datamodel or container: not a file problem
+            log.debug("Opening %s failed", input_data, exc_info=True)
+            raise open_failure(input_data, exc) from None
         #: one dict per processed model: file, mode, oversample, regions, fitted,
         #: from_model, estimated, seconds (read by the batch runner's report)
         self.summaries = []
@@ -254,6 +274,13 @@ class AdaptiveTraceModelStep(Step):
         -------
         str or list or None
             The output path(s); None if nothing was to be saved.
+
+        Raises
+        ------
+        OSError
+            If the output cannot be written (a read-only folder, a full disk): the
+            message names the output; the previous file is left as it was (see
+            `atm_step.atomic.atomic_save`).
         """
         from collections.abc import Sequence
 

@@ -7,9 +7,17 @@ SIGKILL, as ``kill -9`` would. The real ``strun`` command runs; nothing in atm-s
 patched.
 A killed save must leave the previous good output (or none), never a truncated file
 under the final name; the next save removes the dead writer's temporary folder.
+
+A save into a read-only folder or onto a full disk (audit A, finding 9) raises an
+OSError of the same type whose message names the output, not the hidden temporary
+folder, and leaves the previous output and no temporary folder behind.
 """
 
+import contextlib
 import hashlib
+import json
+import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -136,3 +144,107 @@ def test_remove_partials_keeps_a_live_writer(tmp_path, mos_files):
     finally:
         live.communicate(timeout=30)
     assert remove_partials(output) == 1 and not _partials(tmp_path)
+
+
+@contextlib.contextmanager
+def _read_only(folder):
+    """Make ``folder`` unwritable: its mode for a normal user; for root, who ignores
+    modes, the immutable attribute (``chattr +i``). Skip if neither works here."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        undo = [["chmod", "755", str(folder)]]
+    else:
+        chattr = shutil.which("chattr")
+        done = chattr and subprocess.run([chattr, "+i", str(folder)], capture_output=True,
+                                         check=False).returncode == 0  # fmt: skip
+        if not done:
+            pytest.skip("running as root and cannot set the immutable attribute (chattr +i)")
+        undo = [[chattr, "-i", str(folder)]]
+    try:
+        try:
+            (folder / ".probe").touch()
+        except PermissionError:
+            pass
+        else:
+            (folder / ".probe").unlink()
+            pytest.skip(f"{folder} stays writable here")
+        yield
+    finally:
+        for command in undo:
+            subprocess.run(command, check=True)
+
+
+def test_read_only_folder_names_the_output(tmp_path, mos_files):
+    """Was: PermissionError naming the hidden ``.<name>.partial-XXXX`` folder."""
+    from stdatamodels.jwst import datamodels
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    output = folder / "x_atm.fits"
+    with datamodels.open(str(mos_files[0])) as model:
+        atomic_save(model, output)
+        before = _sha(output)
+        with _read_only(folder), pytest.raises(PermissionError) as info:
+            atomic_save(model, output)
+    message = str(info.value)
+    assert message.startswith(
+        f"{output}: cannot save the output: no file can be created in {folder} "
+        "(PermissionError: "), message  # fmt: skip
+    assert PARTIAL_MARK not in message
+    assert isinstance(info.value.__cause__, PermissionError)
+    assert info.value.errno == info.value.__cause__.errno
+    assert _sha(output) == before and not _partials(folder)
+
+
+FULL_DISK_CHILD = textwrap.dedent("""
+    import json, resource, signal, sys, warnings
+
+    from stdatamodels.jwst import datamodels
+
+    from atm_step.atomic import atomic_save
+
+    warnings.simplefilter("ignore")
+    model = datamodels.open(sys.argv[1])
+    # no file may grow beyond the limit: writes past it fail with EFBIG, as on a full disk
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE,
+                       (int(sys.argv[2]), resource.getrlimit(resource.RLIMIT_FSIZE)[1]))
+    for output in sys.argv[3:]:
+        try:
+            atomic_save(model, output)
+            print(json.dumps(None), flush=True)
+        except OSError as exc:
+            print(json.dumps({"type": type(exc).__name__, "message": str(exc),
+                              "errno": exc.errno, "cause": repr(exc.__cause__)}), flush=True)
+""")
+
+
+def test_full_disk_names_the_output_and_keeps_the_previous_one(tmp_path, mos_files):
+    """A write that fails half-way (the file size limit stands in for a full disk: the
+    same write error, without root): was astropy's OSError with no output name."""
+    from stdatamodels.jwst import datamodels
+
+    previous, new = tmp_path / "x_atm.fits", tmp_path / "new_atm.fits"
+    with datamodels.open(str(mos_files[0])) as model:
+        atomic_save(model, previous)
+    before = _sha(previous)
+    limit = previous.stat().st_size // 2
+    proc = subprocess.run([sys.executable, "-c", FULL_DISK_CHILD, str(mos_files[0]), str(limit),
+                           str(previous), str(new)], capture_output=True, text=True,
+                          timeout=300, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    results = [json.loads(line) for line in proc.stdout.strip().splitlines()]
+    for output, kept in ((previous, "the previous file is left as it was"),
+                         (new, "no file was written")):  # fmt: skip
+        result = results.pop(0)
+        assert result is not None, f"{output}: the save did not fail"
+        # astropy reports the short write ("8525 requested and 2520 written") or the
+        # next one's EFBIG ("File too large"), as it would ENOSPC
+        assert result["type"] == "OSError", result
+        message = result["message"]
+        assert message.startswith(f"{output}: cannot save the output: writing it failed "
+                                  "(OSError: "), result  # fmt: skip
+        assert message.endswith(f"); {kept}") and PARTIAL_MARK not in message, result
+        assert result["cause"].startswith("OSError("), result
+    assert _sha(previous) == before and not new.exists()
+    assert _fits_files(tmp_path) == [previous.name] and not _partials(tmp_path)

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from atm_step.atomic import PARTIAL_MARK, atomic_save, remove_partials
 from atm_step.batch.report import DONE, FAILED, SKIPPED, ExposureResult
-from atm_step.input_files import InputFileError, check_input_file
+from atm_step.input_files import InputFileError, check_input_file, open_failure
 
 __all__ = [
     "DEFAULT_STEP",
@@ -306,8 +306,8 @@ def _open_input(path):
     try:
         return datamodels.open(path)
     except Exception as exc:
-        raise InputOpenError(f"{path}: cannot be opened as a JWST datamodel "
-                             f"({type(exc).__name__}: {exc})") from None
+        # the step's message for the same failure (`atm_step.input_files.open_failure`)
+        raise InputOpenError(str(open_failure(path, exc))) from None
 
 
 class InputOpenError(ValueError):
