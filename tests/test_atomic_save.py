@@ -14,6 +14,7 @@ folder, and leaves the previous output and no temporary folder behind.
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
@@ -21,6 +22,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 from pathlib import Path
 
@@ -147,19 +149,20 @@ def test_remove_partials_keeps_a_live_writer(tmp_path, mos_files):
 
 
 @contextlib.contextmanager
-def _read_only(folder):
+def _read_only(folder, monkeypatch):
     """Make ``folder`` unwritable: its mode for a normal user; for root, who ignores
-    modes, the immutable attribute (``chattr +i``). Skip if neither works here."""
+    modes, the immutable attribute (``chattr +i``). Where neither works (root without
+    the capability), creating anything in ``folder`` is made to fail as the kernel
+    would, with a PermissionError from `tempfile.mkdtemp`."""
+    undo = []
     if os.geteuid() != 0:
         folder.chmod(0o555)
         undo = [["chmod", "755", str(folder)]]
     else:
         chattr = shutil.which("chattr")
-        done = chattr and subprocess.run([chattr, "+i", str(folder)], capture_output=True,
-                                         check=False).returncode == 0  # fmt: skip
-        if not done:
-            pytest.skip("running as root and cannot set the immutable attribute (chattr +i)")
-        undo = [[chattr, "-i", str(folder)]]
+        if chattr and subprocess.run([chattr, "+i", str(folder)], capture_output=True,
+                                     check=False).returncode == 0:  # fmt: skip
+            undo = [[chattr, "-i", str(folder)]]
     try:
         try:
             (folder / ".probe").touch()
@@ -167,14 +170,18 @@ def _read_only(folder):
             pass
         else:
             (folder / ".probe").unlink()
-            pytest.skip(f"{folder} stays writable here")
+
+            def refuse(*args, dir=None, **kwargs):
+                raise PermissionError(errno.EACCES, os.strerror(errno.EACCES), str(dir))
+
+            monkeypatch.setattr(tempfile, "mkdtemp", refuse)
         yield
     finally:
         for command in undo:
             subprocess.run(command, check=True)
 
 
-def test_read_only_folder_names_the_output(tmp_path, mos_files):
+def test_read_only_folder_names_the_output(tmp_path, mos_files, monkeypatch):
     """Was: PermissionError naming the hidden ``.<name>.partial-XXXX`` folder."""
     from stdatamodels.jwst import datamodels
 
@@ -184,7 +191,7 @@ def test_read_only_folder_names_the_output(tmp_path, mos_files):
     with datamodels.open(str(mos_files[0])) as model:
         atomic_save(model, output)
         before = _sha(output)
-        with _read_only(folder), pytest.raises(PermissionError) as info:
+        with _read_only(folder, monkeypatch), pytest.raises(PermissionError) as info:
             atomic_save(model, output)
     message = str(info.value)
     assert message.startswith(
