@@ -44,13 +44,18 @@ def _run(path, caplog, **kwargs):
     return result, errors
 
 
+def _saved_as(model, path, instrument, detector, exp_type):
+    """``model`` saved to ``path`` with the instrument, detector and exposure type given."""
+    model.meta.instrument.name = instrument
+    model.meta.instrument.detector = detector
+    model.meta.exposure.type = exp_type
+    model.save(str(path))
+    return path
+
+
 def test_imaging_model_is_refused(tmp_path, caplog):
     model = datamodels.ImageModel(np.ones((20, 30), dtype=np.float32))
-    model.meta.instrument.name = "NIRCAM"
-    model.meta.instrument.detector = "NRCA1"
-    model.meta.exposure.type = "NRC_IMAGE"
-    path = tmp_path / "nircam_cal.fits"
-    model.save(str(path))
+    path = _saved_as(model, tmp_path / "nircam_cal.fits", "NIRCAM", "NRCA1", "NRC_IMAGE")
     result, errors = _run(path, caplog, oversample=2)
     assert result.meta.cal_step.adaptive_trace_model == REFUSED
     assert result.data.shape == (20, 30)
@@ -111,11 +116,7 @@ def test_tso_cube_without_oversampling_gets_a_trace_model(tso_file, mos_files, c
 
 def test_miri_slit_model_other_than_lrs_is_refused(tmp_path, caplog):
     model = datamodels.SlitModel(np.ones((20, 30), dtype=np.float32))
-    model.meta.instrument.name = "MIRI"
-    model.meta.instrument.detector = "MIRIMAGE"
-    model.meta.exposure.type = "MIR_WFSS"
-    path = tmp_path / "miri_wfss_cal.fits"
-    model.save(str(path))
+    path = _saved_as(model, tmp_path / "miri_wfss_cal.fits", "MIRI", "MIRIMAGE", "MIR_WFSS")
     result, errors = _run(path, caplog, oversample=2)
     assert result.meta.cal_step.adaptive_trace_model == REFUSED
     np.testing.assert_array_equal(result.data, 1.0)
@@ -151,11 +152,8 @@ def test_slit_model_with_a_miri_detector_is_refused_naming_the_file(mos_files, t
     frame. The error names the file and the slit, and the model is FAILED (it used to
     escape as a ValueError naming only the slit)."""
     model = datamodels.open(str(mos_files[0]))
-    model.meta.instrument.name = "MIRI"
-    model.meta.instrument.detector = "MIRIMAGE"
-    model.meta.exposure.type = "MIR_LRS-FIXEDSLIT"
-    path = tmp_path / "mos_as_lrs_cal.fits"
-    model.save(str(path))
+    path = _saved_as(model, tmp_path / "mos_as_lrs_cal.fits", "MIRI", "MIRIMAGE",
+                     "MIR_LRS-FIXEDSLIT")
     result, errors = _run(path, caplog, oversample=3)
     assert result.meta.cal_step.adaptive_trace_model == REFUSED
     assert any(e.startswith(f"{path.name} (slit {model.name}): MIRI LRS WCS has no "
