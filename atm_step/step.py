@@ -177,7 +177,8 @@ class AdaptiveTraceModelStep(Step):
         IFUImageModel, SlitModel, MultiSlitModel or ModelContainer
             A new model for each input model (in a new container of the input's kind;
             the input is never modified) with a ``trace_model`` image and, for
-            ``oversample > 1``, oversampled arrays and WCS. ``meta.cal_step.adaptive_trace_model`` is 'COMPLETE' or 'FAILED'.
+            ``oversample > 1``, oversampled arrays and WCS.
+            ``meta.cal_step.adaptive_trace_model`` is 'COMPLETE' or 'FAILED'.
 
         Raises
         ------
