@@ -573,10 +573,11 @@ def strun_run(spec):
     that: a fresh process that only imports stpipe, jwst's Step machinery and the
     step's module, opens the input (reading every array) and saves the product
     ``strun`` wrote. Peak memory is the ``strun`` process's maximum resident size;
-    the floor's is that process's (``floor["peak_mb"]``). For our step the floor
-    process then measures Numba's fixed memory (``floor["numba_mb"]``): its resident
-    size before ``import numba`` and after one of our cached kernels has run (the
-    import and the JIT engine every process that runs a kernel pays).
+    the floor's is that process's (``floor["peak_mb"]``). For our step a third fresh
+    process, with the floor's imports and no data, measures Numba's fixed memory
+    (``floor["numba_mb"]``): its resident size before ``import numba`` and after one
+    of our cached kernels has run (the import and the JIT engine every process that
+    runs a kernel pays).
     """
     import subprocess
 
@@ -600,6 +601,14 @@ def strun_run(spec):
         raise RuntimeError(f"strun failed ({proc.returncode}): {proc.stderr[-2000:]}")
     module = "atm_step.step" if impl == "ours" else \
         "jwst.adaptive_trace_model.adaptive_trace_model_step"
+    status_code = """
+def status_mb(key):
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(key + ":"):
+                return int(line.split()[1]) / 1024.0
+    return float("nan")
+"""
     floor_code = f"""
 import time, json
 t0 = time.perf_counter()
@@ -616,38 +625,38 @@ _ = out.data.sum()
 t3 = time.perf_counter()
 out.save({str(outdir / "floor_copy.fits")!r})
 t4 = time.perf_counter()
-del m, out
-
-
-def status_mb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
-
-
-res = {{"import": t1 - t0, "open": t2 - t1, "save": t4 - t3, "peak_mb": status_mb("VmHWM")}}
-if {impl == "ours"!r}:
-    # Numba's fixed memory: its import and JIT engine, with one cached kernel loaded
-    import numpy as np
-    rss0 = status_mb("VmRSS")
-    import numba
-    from atm_step.core import grid, linear
-    regions = np.ones((8, 4), dtype=np.int64)
-    linear.linear_oversample(np.ones((8, 4)), regions, grid.oversampled_rows(8, 3.0),
-                             grid.nearest_native_row(8, 3.0))
-    res["numba_mb"] = status_mb("VmRSS") - rss0
-print("FLOOR " + json.dumps(res))
+{status_code}
+print("FLOOR " + json.dumps({{"import": t1 - t0, "open": t2 - t1, "save": t4 - t3,
+                             "peak_mb": status_mb("VmHWM")}}))
+"""
+    # Numba's fixed memory, in a process of its own that opens no data (freed data
+    # buffers would otherwise absorb part of it): the floor's imports, then numba and
+    # one of our cached kernels
+    numba_code = f"""
+import json
+import numpy as np
+import stpipe, jwst.stpipe
+from stdatamodels.jwst import datamodels
+import atm_step.step
+{status_code}
+rss0 = status_mb("VmRSS")
+import numba
+from atm_step.core import grid, linear
+linear.linear_oversample(np.ones((8, 4)), np.ones((8, 4), dtype=np.int64),
+                         grid.oversampled_rows(8, 3.0), grid.nearest_native_row(8, 3.0))
+print("NUMBA " + json.dumps({{"numba_mb": status_mb("VmRSS") - rss0}}))
 """
     t0 = time.perf_counter()
     fl = subprocess.run([sys.executable, "-c", floor_code], capture_output=True, text=True,
                         env=env)
     floor_wall = time.perf_counter() - t0
+    if impl == "ours":
+        nb = subprocess.run([sys.executable, "-c", numba_code], capture_output=True,
+                            text=True, env=env)
     floor = {}
-    for line in fl.stdout.splitlines():
-        if line.startswith("FLOOR "):
-            floor = json.loads(line[6:])
+    for line in fl.stdout.splitlines() + (nb.stdout.splitlines() if impl == "ours" else []):
+        if line.startswith(("FLOOR ", "NUMBA ")):
+            floor.update(json.loads(line[6:]))
     floor["process_wall"] = floor_wall
     (outdir / "floor_copy.fits").unlink(missing_ok=True)
     return {"wall": wall, "peak_mb": peak_mb, "floor": floor, "command": " ".join(cmd[1:])}
