@@ -124,7 +124,7 @@ def test_a_failed_write_leaves_the_previous_picture(tmp_path, monkeypatch):
     cube = np.random.default_rng(1).uniform(1, 2, (4, 5, 50))
     ap = cube.sum(axis=(0, 1))
     path = plots.spectra_figure(tmp_path / "s.png", [cube], [(1, 1)], [ap])
-    before = open(path, "rb").read()
+    before = Path(path).read_bytes()
 
     def broken(self, fname, **kwargs):
         with open(fname, "wb") as fh:
@@ -134,5 +134,5 @@ def test_a_failed_write_leaves_the_previous_picture(tmp_path, monkeypatch):
     monkeypatch.setattr(Figure, "savefig", broken)
     with pytest.raises(OSError, match="disk full"):
         plots.spectra_figure(tmp_path / "s.png", [cube * 2], [(1, 1)], [ap * 2])
-    assert open(path, "rb").read() == before
+    assert Path(path).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.png"]
