@@ -18,7 +18,7 @@ member, resolved as jwst resolves it (relative to the association's folder), wit
 `check_step_input` applies the right check to whatever a step is given (a file name,
 an association, a list of file names); datamodels pass unchanged. `open_failure` turns
 an error raised while opening checked files into one `InputFileError` naming the file
-that could not be opened.
+that could not be opened; `opening` applies it around an opening.
 """
 
 import gzip
@@ -27,6 +27,7 @@ import logging
 import os
 import warnings
 import zlib
+from contextlib import contextmanager
 from pathlib import Path
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "check_step_input",
     "is_association",
     "open_failure",
+    "opening",
 ]
 
 log = logging.getLogger(__name__)
@@ -370,6 +372,40 @@ def open_failure(input_data, exc):
     if isinstance(input_data, (str, os.PathLike)):
         return _open_error(os.fspath(input_data), exc)
     return _open_error(", ".join(f"{path}" for path, _ in files) or repr(input_data), exc)
+
+
+@contextmanager
+def opening(input_data, passthrough=()):
+    """
+    Turn an error raised while opening checked input into one `InputFileError`.
+
+    Wraps the opening of ``input_data`` (stpipe's metadata read, or the step's
+    ``prepare_output``): an error stdatamodels raises for a file that passed the
+    checks becomes `open_failure`'s one-line message naming the file. A datamodel or
+    container given as input is not a file problem: its errors pass unchanged.
+
+    Parameters
+    ----------
+    input_data : str, os.PathLike, list or datamodel
+        What is being opened.
+    passthrough : tuple of type, optional
+        Error types to re-raise as they are (besides `InputFileError` and
+        MemoryError).
+
+    Raises
+    ------
+    InputFileError
+        Naming the file (for a member, the association first) and quoting the error.
+    """
+    try:
+        yield
+    except (InputFileError, MemoryError, *passthrough):
+        raise
+    except Exception as exc:  # stdatamodels raises many types
+        if not isinstance(input_data, (str, os.PathLike, list)):
+            raise
+        log.debug("Opening %s failed", input_data, exc_info=True)
+        raise open_failure(input_data, exc) from None
 
 
 def _files_named(input_data):

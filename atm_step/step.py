@@ -13,7 +13,7 @@ from jwst.datamodels import ModelContainer, SourceModelContainer
 from jwst.stpipe import Step
 
 from atm_step.atomic import atomic_save
-from atm_step.input_files import InputFileError, check_step_input, open_failure
+from atm_step.input_files import check_step_input, opening
 
 __all__ = ["AdaptiveTraceModelStep"]
 
@@ -142,14 +142,9 @@ class AdaptiveTraceModelStep(Step):
         # setting: check the file (or the association and its members, or each file of
         # a list) first, so that a bad one gets one clear message
         check_step_input(dataset)
-        try:
+        # stpipe warns about an OSError and goes on; process() then opens the file
+        with opening(dataset, passthrough=(OSError,)):
             return super()._get_crds_parameters(dataset)
-        except (OSError, MemoryError):
-            raise  # stpipe warns about an OSError and goes on; process() opens the file
-        except Exception as exc:  # stdatamodels failed on a checked file (its ASDF tree)
-            if not isinstance(dataset, (str, os.PathLike, list)):
-                raise
-            raise open_failure(dataset, exc) from None
 
     @staticmethod
     def get_stpipe_loggers():
@@ -199,15 +194,8 @@ class AdaptiveTraceModelStep(Step):
         # no copy of the input: each output model is built anew from it (see
         # `atm_step.modes.writeback.new_output_model`), so the caller's model is
         # never modified
-        try:
+        with opening(input_data):
             source = self.prepare_output(input_data, make_copy=False)
-        except (InputFileError, MemoryError):
-            raise
-        except Exception as exc:  # stdatamodels raises many types
-            if not isinstance(input_data, (str, os.PathLike, list)):
-                raise  # a datamodel or container: not a file problem
-            log.debug("Opening %s failed", input_data, exc_info=True)
-            raise open_failure(input_data, exc) from None
         #: one dict per processed model: file, mode, oversample, regions, fitted,
         #: from_model, estimated, seconds (read by the batch runner's report)
         self.summaries = []
