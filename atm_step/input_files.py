@@ -70,9 +70,28 @@ def check_input_file(path):
     ------
     InputFileError
         The message starts with the path and says what is wrong.
+
+    Notes
+    -----
+    A file that passed is not read again in the same process while its size and
+    modification time stay the same: stpipe reads an input's metadata before the
+    step runs, and both places check it (a gzip-compressed file is read through).
     """
     p = Path(os.fspath(path))
     size = _check_exists(p, "an exposure file")
+    stat = p.stat()
+    key = (str(p.resolve()), stat.st_size, stat.st_mtime_ns)
+    if key not in _PASSED:
+        _check_content(p, size)
+        _PASSED.add(key)
+
+
+#: files that passed `check_input_file` in this process: (path, size, mtime) keys
+_PASSED = set()
+
+
+def _check_content(p, size):
+    """The checks of `check_input_file` on an existing, non-empty file of ``size`` bytes."""
     with open(p, "rb") as fh:
         head = fh.read(8)
     if head.startswith(GZIP_MAGIC):

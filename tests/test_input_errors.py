@@ -356,3 +356,24 @@ def test_batch_script_main_guard(mos_files, tmp_path, guarded):
     assert 'if __name__ == "__main__":' in proc.stderr, last[-10:]
     assert "Nanny failed to start" not in proc.stderr
     assert not (tmp_path / "out").exists() or not list((tmp_path / "out").glob("*.fits"))
+
+
+def test_a_file_is_read_once_per_process_until_it_changes(tmp_path, mos_files, monkeypatch):
+    """stpipe reads an input's metadata before the step runs, and both check the file:
+    a gzip-compressed input would be decompressed twice. A file that passed is not
+    read again while its size and time stay; once truncated, it is checked anew."""
+    from atm_step import input_files
+
+    path = tmp_path / "mos_cal.fits.gz"
+    path.write_bytes(gzip.compress(Path(mos_files[0]).read_bytes()))
+    reads = []
+    real = input_files._check_content
+    monkeypatch.setattr(input_files, "_check_content",
+                        lambda p, size: (reads.append(p), real(p, size)))
+    AdaptiveTraceModelStep.call(str(path), oversample=1)
+    input_files.check_input_file(path)
+    assert reads == [path]
+    path.write_bytes(path.read_bytes()[:-200])
+    with pytest.raises(InputFileError, match="truncated or corrupt gzip file"):
+        input_files.check_input_file(path)
+    assert reads == [path, path]
