@@ -601,13 +601,11 @@ def strun_run(spec):
         raise RuntimeError(f"strun failed ({proc.returncode}): {proc.stderr[-2000:]}")
     module = "atm_step.step" if impl == "ours" else \
         "jwst.adaptive_trace_model.adaptive_trace_model_step"
-    status_code = """
-def status_mb(key):
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(key + ":"):
-                return int(line.split()[1]) / 1024.0
-    return float("nan")
+    # the subprocesses read their memory with this module's `_status_kb`
+    status_code = f"""
+import sys
+sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+from workers import _status_kb
 """
     floor_code = f"""
 import time, json
@@ -627,7 +625,7 @@ out.save({str(outdir / "floor_copy.fits")!r})
 t4 = time.perf_counter()
 {status_code}
 print("FLOOR " + json.dumps({{"import": t1 - t0, "open": t2 - t1, "save": t4 - t3,
-                             "peak_mb": status_mb("VmHWM")}}))
+                             "peak_mb": _status_kb("VmHWM") / 1024.0}}))
 """
     # Numba's fixed memory, in a process of its own that opens no data (freed data
     # buffers would otherwise absorb part of it): the floor's imports, then numba and
@@ -639,12 +637,12 @@ import stpipe, jwst.stpipe
 from stdatamodels.jwst import datamodels
 import atm_step.step
 {status_code}
-rss0 = status_mb("VmRSS")
+rss0 = _status_kb("VmRSS")
 import numba
 from atm_step.core import grid, linear
 linear.linear_oversample(np.ones((8, 4)), np.ones((8, 4), dtype=np.int64),
                          grid.oversampled_rows(8, 3.0), grid.nearest_native_row(8, 3.0))
-print("NUMBA " + json.dumps({{"numba_mb": status_mb("VmRSS") - rss0}}))
+print("NUMBA " + json.dumps({{"numba_mb": (_status_kb("VmRSS") - rss0) / 1024.0}}))
 """
     t0 = time.perf_counter()
     fl = subprocess.run([sys.executable, "-c", floor_code], capture_output=True, text=True,
