@@ -601,12 +601,12 @@ def strun_run(spec):
         raise RuntimeError(f"strun failed ({proc.returncode}): {proc.stderr[-2000:]}")
     module = "atm_step.step" if impl == "ours" else \
         "jwst.adaptive_trace_model.adaptive_trace_model_step"
-    # the subprocesses read their memory with this module's `_status_kb`
-    status_code = f"""
-import sys
-sys.path.insert(0, {str(Path(__file__).resolve().parent)!r})
+    # the subprocesses read their memory with this module's `_status_kb` (they run in
+    # this folder, which `python -c` puts first on the module path)
+    status_code = """
 from workers import _status_kb
 """
+    here = str(Path(__file__).resolve().parent)
     floor_code = f"""
 import time, json
 t0 = time.perf_counter()
@@ -646,11 +646,11 @@ print("NUMBA " + json.dumps({{"numba_mb": (_status_kb("VmRSS") - rss0) / 1024.0}
 """
     t0 = time.perf_counter()
     fl = subprocess.run([sys.executable, "-c", floor_code], capture_output=True, text=True,
-                        env=env)
+                        env=env, cwd=here)
     floor_wall = time.perf_counter() - t0
     if impl == "ours":
         nb = subprocess.run([sys.executable, "-c", numba_code], capture_output=True,
-                            text=True, env=env, check=False)
+                            text=True, env=env, cwd=here, check=False)
     floor = {}
     for line in fl.stdout.splitlines() + (nb.stdout.splitlines() if impl == "ours" else []):
         if line.startswith(("FLOOR ", "NUMBA ")):
