@@ -12,7 +12,6 @@ and leaves the model as it was.
 from dataclasses import replace
 
 import numpy as np
-import pytest
 
 from atm_step.core import FitParameters
 from atm_step.validation import grid as G

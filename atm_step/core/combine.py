@@ -600,13 +600,15 @@ def _spread_back_rows(comb, resid, trace, xb, xe, runs, backs, nrun, ptr):
 
 @numba.njit(cache=True, nogil=True)
 def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1, start, rid,
-                   lost, count, runs, backs, nrun):  # fmt: skip
+                   lost, count, runs, backs, nrun, ptr):  # fmt: skip
     # A band run is the consecutive band pixels of one region in one column. The rows
     # are swept in order for SHRINK_BLOCK columns at a time (contiguous reads), each
     # column keeping its open run's start, region, removed flux and count; a run is
     # closed (`_close_run`) where the band or the region ends, and the removed flux
     # is spread back over it in a second sweep along the rows (`_spread_back_rows`).
     # Each run's sum adds its rows in order, as a column-by-column sweep would.
+    # start, rid, lost, count, nrun, ptr: SHRINK_BLOCK per-column work values (ptr: the
+    # run each column is at in the second sweep); runs, backs: the kept runs.
     ny_os = comb.shape[0]
     off = np.bool_(False)  # typed, not literal (see `_combine_kernel`)
     for xb in range(x0, x1, SHRINK_BLOCK):
@@ -654,7 +656,7 @@ def _shrink_kernel(comb, resid, trace, band, err, regions, y_os, near, k, x0, x1
                            runs, backs, nrun)  # fmt: skip
         # a residual is read (its weight) before its run closes, and a closed run is
         # not read again in the first sweep: spreading back after it changes nothing
-        _spread_back_rows(comb, resid, trace, xb, xe, runs, backs, nrun, start)
+        _spread_back_rows(comb, resid, trace, xb, xe, runs, backs, nrun, ptr)
 
 
 def shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage):
@@ -700,6 +702,7 @@ def shrink_band_residual(parts, err, regions, y_os, near, residual_shrinkage):
                        np.empty(SHRINK_BLOCK, dtype=np.int64),
                        np.empty((SHRINK_BLOCK, SHRINK_RUNS, 2), dtype=np.int64),
                        np.empty((SHRINK_BLOCK, SHRINK_RUNS)),
+                       np.empty(SHRINK_BLOCK, dtype=np.int64),
                        np.empty(SHRINK_BLOCK, dtype=np.int64))
 
     in_row_chunks(parts.flux.shape[1], run)
