@@ -10,9 +10,12 @@ Each implementation runs in its own fresh process, which imports in stages and t
 runs stpipe's ``strun`` entry point in-process on FILE (output to a temporary
 folder); ``VmRSS`` is read after each stage and around the step's work, ``VmHWM``
 (the process's peak, what the benchmark reports) at the end. Ours gets two extra
-processes: one with a trivial ``numba.njit`` function compiled right after
-``import numba`` (the cost of starting Numba's LLVM JIT, paid by the first compiled
-or cache-loaded function of any Numba code), and one with ``NUMBA_DISABLE_JIT=1``
+processes: one that imports LLVM's library (``llvmlite.binding``) and Numba apart,
+refreshes Numba's target context as a first dispatch does (it imports every
+lowering implementation of Numba's, whether the function is then compiled or loaded
+from the cache) and compiles a trivial ``numba.njit`` function (the rest of starting
+Numba's LLVM JIT); together, what the first compiled or cache-loaded function of any
+Numba code costs; and one with ``NUMBA_DISABLE_JIT=1``
 importing only (the Python side of our modules, no compiled code).
 """
 
@@ -60,10 +63,20 @@ def mark(owner, name, label):
 
 
 if impl == "ours":
+    if llvm == "llvm":
+        import llvmlite.binding  # noqa: F401
+
+        marks.append(("import llvmlite.binding (LLVM's library)", status()))
     import numba
 
     marks.append(("import numba", status()))
     if llvm == "llvm":
+        from numba.core.registry import cpu_target
+
+        # what a first dispatch does before it compiles or loads from the cache: import
+        # every lowering implementation of Numba's (numba.np, numba.cpython, ...)
+        cpu_target.target_context.refresh()
+        marks.append((f"target context refresh ({len(sys.modules)} modules)", status()))
 
         @numba.njit
         def _one(x):
