@@ -6,8 +6,9 @@ compiles every kernel it uses, one after another, under Numba's compiler lock: a
 15 s on a 2-core machine (2026-12-02), of which the spline-fit kernels
 (`atm_step.core.trace_fit`) are a little over half and the kernels of the image stages
 after them (background, combination, errors) the rest. Those two groups are
-independent, so when the cache is cold the caller starts one helper process (`start`) that compiles the image-stage kernels into
-the same on-disk cache while the caller compiles the spline fits; the caller then waits
+independent, so when the cache is cold the caller starts one helper process
+(`start`) that compiles the image-stage kernels into the same on-disk cache while
+the caller compiles the spline fits; the caller then waits
 for the helper (`CompileHelper.join`) before the image stages, and loads their machine
 code from the cache instead of compiling it.
 

@@ -63,9 +63,10 @@ How it works, and where it departs from jwst's ``adaptive_trace_model`` step
   columns that fail the sampling-gap test. A chunk's leading columns that need it
   are modelled once every chunk of the region is done (`_RegionJob.finish`), from the
   last fit of the chunks before (or the sweep's first fit, before it). The output
-  is the same, bit for bit, on any number of threads. The compiled kernels release the GIL; a thread pool
-  (``maximum_cores`` threads) runs the tasks (`_run_regions`). (A Numba ``prange``
-  does the same but adds ~8 s to the first, uncached compilation.)
+  is the same, bit for bit, on any number of threads. The compiled kernels release
+  the GIL; a thread pool (``maximum_cores`` threads) runs the tasks
+  (`_run_regions`). (A Numba ``prange`` does the same but adds ~8 s to the first,
+  uncached compilation.)
 """
 
 import logging
