@@ -648,11 +648,12 @@ print("NUMBA " + json.dumps({{"numba_mb": (_status_kb("VmRSS") - rss0) / 1024.0}
     fl = subprocess.run([sys.executable, "-c", floor_code], capture_output=True, text=True,
                         env=env, cwd=here)
     floor_wall = time.perf_counter() - t0
+    lines = fl.stdout.splitlines()
     if impl == "ours":
-        nb = subprocess.run([sys.executable, "-c", numba_code], capture_output=True,
-                            text=True, env=env, cwd=here, check=False)
+        lines += subprocess.run([sys.executable, "-c", numba_code], capture_output=True,
+                                text=True, env=env, cwd=here, check=False).stdout.splitlines()
     floor = {}
-    for line in fl.stdout.splitlines() + (nb.stdout.splitlines() if impl == "ours" else []):
+    for line in lines:
         if line.startswith(("FLOOR ", "NUMBA ")):
             floor.update(json.loads(line[6:]))
     floor["process_wall"] = floor_wall
