@@ -10,20 +10,22 @@ gone, and never the folder of a save still in progress (another run writing to t
 same output folder).
 
 Used by the step for its outputs and intermediate products (`strun atm`,
-``Step.call(..., save_results=True)``) and by the batch runner.
+``Step.call(..., save_results=True)``) and by the batch runner. `atomic_write` does the
+same for a plain file written through a callback (the validation reports and caches).
 """
 
 import contextlib
 import fcntl
 import logging
 import os
+import secrets
 import shutil
 import socket
 import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PARTIAL_MARK", "WRITER_LOCK", "atomic_save", "remove_partials"]
+__all__ = ["PARTIAL_MARK", "WRITER_LOCK", "atomic_save", "atomic_write", "remove_partials"]
 
 log = logging.getLogger(__name__)
 
@@ -181,6 +183,52 @@ def atomic_save(model, output):
         if fd is not None:
             os.close(fd)
     return str(output)
+
+
+def atomic_write(path, write, binary=False):
+    """
+    Write a plain file atomically: through a temporary file beside it and a rename.
+
+    The temporary file ``.<name>.tmp-XXXXXXXX`` is created with the permissions an
+    ordinary `open` would give (0666 less the umask, unlike `tempfile.mkstemp`'s
+    0600), filled by ``write``, flushed to disk and moved into place with
+    `os.replace`: a reader sees the previous file (or none) or the complete new one.
+
+    Parameters
+    ----------
+    path : str or Path
+        Final path; its folder must exist.
+    write : callable
+        ``write(fh)`` writes the content to the open file object ``fh``.
+    binary : bool
+        Open the file in binary mode (``"wb"``) instead of UTF-8 text mode.
+
+    Returns
+    -------
+    str
+        The path written.
+
+    Raises
+    ------
+    OSError
+        If the folder cannot be written in or the write fails; ``path`` is then left
+        as it was and the temporary file is removed. Errors raised by ``write`` pass
+        through unchanged, with the same clean-up.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{secrets.token_hex(4)}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)  # the umask applies
+    try:
+        mode, encoding = ("wb", None) if binary else ("w", "utf-8")
+        with os.fdopen(fd, mode, encoding=encoding) as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return str(path)
 
 
 def _output_error(exc, output, what, after=""):

@@ -78,6 +78,7 @@ def run_example(output_dir="atm_example", oversample=3.0, nx=1024, seed=1):
     """
     from stdatamodels.jwst import datamodels
 
+    from atm_step.atomic import atomic_save
     from atm_step.simulate import AiryPSF, make_scene
     from atm_step.simulate.to_datamodel import scene_to_ifu_model
     from atm_step.validation import measures
@@ -94,7 +95,7 @@ def run_example(output_dir="atm_example", oversample=3.0, nx=1024, seed=1):
     )
     cal = out / "atm_example_nrs1_cal.fits"
     model = scene_to_ifu_model(scene, filename=cal.name)
-    model.save(cal)
+    atomic_save(model, cal)  # a stopped run leaves no truncated file
     model.close()
     print(f"Simulated {cal} ({scene.flux.shape[1]} columns, 30 slices, isolated star)")
 

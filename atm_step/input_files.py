@@ -168,7 +168,8 @@ def _check_fits(p, size, compressed=False):
                           for i in range(len(hdul)))  # fmt: skip
     except Exception as exc:  # astropy raises OSError, ValueError, IndexError ...
         raise InputFileError(
-            f"{p}: not a readable FITS file: corrupt or empty ({type(exc).__name__}: {exc})"
+            f"{p}: not a readable FITS file: corrupt or empty ({type(exc).__name__}: "
+            f"{_one_line(exc)})"
         ) from None
     if end > size:
         holds = "decompresses to only" if compressed else "holds only"
@@ -194,7 +195,7 @@ def _check_asdf(p):
                 tree = dict(af.tree)
     except Exception as exc:  # asdf raises many types for a damaged file
         raise InputFileError(
-            f"{p}: not a readable ASDF file: corrupt ({type(exc).__name__}: {exc})"
+            f"{p}: not a readable ASDF file: corrupt ({type(exc).__name__}: {_one_line(exc)})"
         ) from None
     if "class" in tree and isinstance(tree.get("parameters"), dict):
         raise InputFileError(

@@ -25,6 +25,8 @@ import os
 import numpy as np
 from astropy.io import fits
 
+from atm_step.atomic import atomic_write
+
 __all__ = ["offline_crds", "write_cubepar"]
 
 
@@ -140,8 +142,7 @@ def write_cubepar(path):
             ),
         ]
     )
-    hdul.writeto(path, overwrite=True)
-    return str(path)
+    return atomic_write(path, hdul.writeto, binary=True)
 
 
 @contextlib.contextmanager

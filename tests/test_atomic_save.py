@@ -30,7 +30,7 @@ import pytest
 from astropy.io import fits
 from writekill import site_env
 
-from atm_step.atomic import PARTIAL_MARK, atomic_save, remove_partials
+from atm_step.atomic import PARTIAL_MARK, atomic_save, atomic_write, remove_partials
 
 
 @pytest.fixture
@@ -255,3 +255,29 @@ def test_full_disk_names_the_output_and_keeps_the_previous_one(tmp_path, mos_fil
         assert result["cause"].startswith("OSError("), result
     assert _sha(previous) == before and not new.exists()
     assert _fits_files(tmp_path) == [previous.name] and not _partials(tmp_path)
+
+
+def test_atomic_write_permissions_and_failure(tmp_path):
+    """atomic_write (validation reports and caches): the umask's permissions, not
+    mkstemp's owner-only 0600; a failing writer keeps the previous file, leaves no
+    temporary file and passes its error on."""
+    path = tmp_path / "report.md"
+    old = os.umask(0o022)
+    try:
+        assert atomic_write(path, lambda fh: fh.write("first")) == str(path)
+        assert path.stat().st_mode & 0o777 == 0o644
+        os.umask(0o027)
+        atomic_write(path, lambda fh: fh.write("second"))
+        assert path.stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(old)
+    assert path.read_text() == "second"
+
+    def broken(fh):
+        fh.write(b"partial")
+        raise RuntimeError("disk gone")
+
+    with pytest.raises(RuntimeError, match="disk gone"):
+        atomic_write(path, broken, binary=True)
+    assert path.read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report.md"]

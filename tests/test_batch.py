@@ -150,7 +150,9 @@ def test_expand_inputs_globs_associations_and_problems(tmp_path, mos_files):
     ]}]}))
     bad_asn = folder / "bad_asn.json"
     bad_asn.write_text("{not json")
-    got = expand_inputs([str(folder / "*phot*.fits"), str(asn), str(bad_asn),
+    binary_asn = folder / "binary_asn.json"  # was a bare UnicodeDecodeError, no file name
+    binary_asn.write_bytes(b"\xff\xfe{")
+    got = expand_inputs([str(folder / "*phot*.fits"), str(asn), str(bad_asn), str(binary_asn),
                          str(folder / "missing_cal.fits"), str(folder / "*.nothing")])
     ok = [e.path for e in got if e.error is None]
     errors = [e.error for e in got if e.error]
@@ -158,6 +160,7 @@ def test_expand_inputs_globs_associations_and_problems(tmp_path, mos_files):
     assert ok == sorted(str(folder / p.name) for p in mos_files[:2]) + [
         str(folder / "jw9_nrs1_cal.fits")]
     assert any("bad_asn.json: not a valid association" in e for e in errors)
+    assert any("binary_asn.json: not a valid association (not UTF-8 text)" in e for e in errors)
     assert any("missing_cal.fits: no such file" in e for e in errors)
     assert any("pattern matched no files" in e for e in errors)
 

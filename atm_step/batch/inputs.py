@@ -90,6 +90,8 @@ def _association_members(asn_path):
             asn = json.load(fh)
     except json.JSONDecodeError as exc:
         raise InputError(f"{asn_path}: not a valid association (JSON error: {exc})") from None
+    except UnicodeDecodeError:
+        raise InputError(f"{asn_path}: not a valid association (not UTF-8 text)") from None
     except OSError as exc:
         raise InputError(f"{asn_path}: cannot read association ({exc.strerror})") from None
     products = asn.get("products") if isinstance(asn, dict) else None

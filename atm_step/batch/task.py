@@ -229,13 +229,10 @@ def _captured_logs():
 
 
 def _single_thread():
-    """Pin Numba to one thread in this worker thread, if Numba is there."""
-    try:
-        import numba
+    """Pin Numba to one thread in this worker thread."""
+    import numba
 
-        numba.set_num_threads(1)
-    except Exception:  # numba missing or already limited: nothing to do
-        pass
+    numba.set_num_threads(1)
 
 
 def _models_of(result):

@@ -1,4 +1,4 @@
-"""The ATM core: arrays only (NumPy + Numba), no datamodels, no WCS.
+"""The ATM core: arrays only (NumPy, SciPy, Numba, `astropy.stats`), no datamodels, no WCS.
 
 Dispersion runs along x (axis 1) here; callers rotate. The one entry point is
 :func:`adaptive_trace_model`; the modules below it follow the paper's sections:
@@ -9,7 +9,8 @@ Dispersion runs along x (axis 1) here; callers rotate. The one entry point is
 - `atm_step.core.linear`: linear oversampling (II.2)
 - `atm_step.core.combine`: residual model and combination (II.4, II.5)
 - `atm_step.core.errors`: error oversampling and covariance inflation (IV)
-- `atm_step.core.reference`: a slow scipy reference of the fit, used by tests
+- `atm_step.core.reference`: a slow, readable NumPy/SciPy reference of the per-column
+  algorithm, which the tests hold the Numba kernels to
 """
 
 from atm_step.core.api import ATMResult, adaptive_trace_model

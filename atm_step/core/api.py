@@ -223,7 +223,7 @@ def adaptive_trace_model(
     parameters : FitParameters, optional
         Spline-fit tuning; default `FitParameters()` (paper values). Presets:
         `FitParameters.nirspec_ifu`, `FitParameters.miri_mrs`,
-        `FitParameters.nirspec_slit`.
+        `FitParameters.nirspec_slit`, `FitParameters.miri_lrs`.
     maximum_cores : int, optional
         Threads for the compiled kernels: regions are fitted in parallel, and the
         oversampled rows are computed in parallel.

@@ -93,10 +93,10 @@ def check_model(model, oversample):
     if isinstance(model, datamodels.MultiSlitModel):
         if len(model.slits) == 0:
             raise UnsupportedModelError(f"{name}: MultiSlitModel holds no slits")
-        units = [(s, s) for s in model.slits]
+        units = list(model.slits)
     else:
-        units = [(model, model)]
-    for unit, _ in units:
+        units = [model]
+    for unit in units:
         label = getattr(unit, "name", None) or name
         if unit.data is not None and np.size(unit.data) == 0:
             raise UnsupportedModelError(

@@ -58,7 +58,7 @@ class NIRSpecIFUAdapter(ModeAdapter):
             self.slice_wcs = nrs_ifu_wcs(model)
         except Exception as exc:  # jwst and gwcs raise many types here
             raise UnsupportedModelError(
-                f"{self.where}: jwst cannot split this WCS into the 30 NIRSpec IFU slices "
+                f"{self.where}: jwst cannot split this WCS into the {N_SLICES} NIRSpec IFU slices "
                 f"(nrs_ifu_wcs: {type(exc).__name__}: {exc}); is it a NIRSpec IFU exposure "
                 "after assign_wcs?"
             ) from exc

@@ -28,8 +28,8 @@ import numpy as np
 from stcal.resample.utils import is_flux_density
 from stdatamodels.jwst.datamodels import dqflags
 
-__all__ = ["apply_result", "intermediate_images", "new_output_model", "DROPPED_ARRAYS",
-           "REPLACED_ARRAYS"]
+__all__ = ["apply_result", "finish_output_model", "intermediate_images", "new_output_model",
+           "DROPPED_ARRAYS", "REPLACED_ARRAYS"]
 
 log = logging.getLogger(__name__)
 

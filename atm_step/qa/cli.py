@@ -144,7 +144,9 @@ def spectra_for_cubes(out, before, after, n_spaxels=20, box=6, prefix=None):
             if wave is None:
                 try:
                     wave = m.meta.wcs(0, 0, np.arange(m.data.shape[0]))[2]
-                except Exception:  # noqa: BLE001 - the figure falls back to plane index
+                except Exception as exc:  # noqa: BLE001 - the figure falls back to plane index
+                    log.warning("%s: no wavelengths from its WCS (%s: %s); the spectra are "
+                                "plotted against plane index", f, type(exc).__name__, exc)
                     wave = None
     if cubes[0].shape != cubes[1].shape:
         raise ValueError(f"cubes differ in shape: {cubes[0].shape} vs {cubes[1].shape}")

@@ -24,7 +24,6 @@ import hashlib
 import logging
 import math
 import os
-import tempfile
 import time
 import warnings
 from dataclasses import asdict, dataclass, field, replace
@@ -33,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from atm_step.atomic import atomic_write
 from atm_step.simulate import make_scene
 from atm_step.simulate.psf import AiryPSF, jitter_for_fwhm
 from atm_step.validation import measures as Q
@@ -355,14 +355,7 @@ def jwst_cubes(scene, flux, edges, oversamples, *, regions_to_fit=None, cache=Tr
 def _save_npz(path, arrays):
     """Write ``arrays`` to ``path`` atomically (a crash leaves no partial file)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".tmp_", suffix=".npz", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, lambda fh: np.savez_compressed(fh, **arrays), binary=True)
 
 
 def truth_cubes(scene, centres, edges, oversamples, *, cache=True):

@@ -21,6 +21,7 @@ import numpy as np
 from astropy.io import fits
 from scipy.special import j1
 
+from atm_step.atomic import atomic_save
 from atm_step.testing import offline_crds, write_cubepar
 from atm_step.validation import measures as M
 
@@ -1083,9 +1084,7 @@ def write_mrs_cal(out, band, data_dir, *, alpha0=0.05, beta0=0.1, err=0.04, back
     inject_point_source(model, alpha0=alpha0, beta0=beta0, background=background, seed=seed,
                         noise=noise)  # fmt: skip
     model.meta.filename = out.name
-    tmp = out.with_name(f"{out.stem}.part{out.suffix}")
-    model.save(str(tmp))
-    tmp.replace(out)
+    atomic_save(model, out)
     log.info("Wrote %s (band %s)", out, band)
     return model
 

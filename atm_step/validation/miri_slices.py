@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from atm_step.atomic import atomic_save
+
 __all__ = [
     "SliceShape",
     "DEFAULT_SHAPE",
@@ -289,8 +291,6 @@ def write_regions_file(label_map, path, instrument=None, planes=9):
         setattr(meta.instrument, key, value)
     meta.author, meta.pedigree, meta.useafter = "atm-step", "DUMMY", "2022-05-01T00:00:00"
     meta.description = "MIRI MRS slice map derived from the distortion (atm_step)"
-    tmp = path.with_name(f"{path.stem}.part{path.suffix}")
-    model.save(str(tmp))
+    atomic_save(model, path)
     model.close()
-    tmp.replace(path)
     return str(path)

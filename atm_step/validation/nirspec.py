@@ -300,7 +300,7 @@ def bad_pixel_metrics(cfg=DEFAULT_CONFIG, oversample=3):
 
     rows = []
     rows.append(("standard (NaN, no replacement)", *dips(cstd.flux)))
-    f_pr, e_pr = pixel_replace_mingrad(scene.flux, scene.err, scene.regions)
+    f_pr, _ = pixel_replace_mingrad(scene.flux, scene.err, scene.regions)
     rows.append(("pixel_replace (mingrad) alone", *dips(cube_of(M.run_standard(scene, f_pr), edges).flux)))
     p = M.run_ours(scene, oversample)
     p.flux, p.err = pixel_replace_mingrad(p.flux, p.err, p.regions)
