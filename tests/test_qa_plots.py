@@ -136,3 +136,24 @@ def test_a_failed_write_leaves_the_previous_picture(tmp_path, monkeypatch):
         plots.spectra_figure(tmp_path / "s.png", [cube * 2], [(1, 1)], [ap * 2])
     assert Path(path).read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s.png"]
+
+
+def test_qa_n_is_one_for_a_mock_ifu_file_at_n1(tmp_path):
+    """The mock NIRSpec IFU WCS (the example's files) starts with a ``coordinates``
+    frame whose transform is a single model, not a compound one: QA crashed reading N
+    from it (``'Identity' object has no attribute 'traverse_postorder'``) for an output
+    at N = 1 or for the cal file itself."""
+    from atm_step import AdaptiveTraceModelStep
+    from atm_step.qa import cli
+    from atm_step.simulate import make_scene
+    from atm_step.simulate.to_datamodel import scene_to_ifu_model
+
+    cal = tmp_path / "mock_nrs1_cal.fits"
+    scene_to_ifu_model(make_scene("point_source", nx=120, ny=None, seed=1), filename=cal.name).save(str(cal))
+    assert cli.oversample_from_files(cal, cal) == 1.0
+    after = tmp_path / "mock_nrs1_atm.fits"
+    AdaptiveTraceModelStep.call(str(cal), oversample=1).save(str(after))
+    assert cli.oversample_from_files(cal, after) == 1.0
+    after3 = tmp_path / "mock3_nrs1_atm.fits"
+    AdaptiveTraceModelStep.call(str(cal), oversample=3).save(str(after3))
+    assert cli.oversample_from_files(cal, after3) == 3.0

@@ -197,7 +197,9 @@ def oversample_from_files(before, after):
         if wcs is not None and "coordinates" in wcs.available_frames:
             frames = wcs.available_frames
             step = wcs.get_transform("coordinates", frames[frames.index("coordinates") + 1])
-            scales = [m for m in step.traverse_postorder() if isinstance(m, Scale)]
+            # a single model (the mock IFU WCS's identity, an output at N = 1) has no tree
+            parts = step.traverse_postorder() if hasattr(step, "traverse_postorder") else [step]
+            scales = [m for m in parts if isinstance(m, Scale)]
             if scales:
                 return float(round(1.0 / float(scales[0].factor.value), 6))
         shape_b = np.shape(unit_b.data)[-2:]
