@@ -25,7 +25,8 @@ import tempfile
 import time
 from pathlib import Path
 
-__all__ = ["PARTIAL_MARK", "WRITER_LOCK", "atomic_save", "atomic_write", "remove_partials"]
+__all__ = ["PARTIAL_MARK", "WRITER_LOCK", "atomic_save", "atomic_write", "check_writable",
+           "remove_partials"]
 
 log = logging.getLogger(__name__)
 
@@ -229,6 +230,38 @@ def atomic_write(path, write, binary=False):
         tmp.unlink(missing_ok=True)
         raise
     return str(path)
+
+
+def check_writable(folder):
+    """
+    Check, before any work, that files can be created in an output folder.
+
+    A file is created and removed there (permission bits do not stop root, while a
+    read-only mount or an immutable folder does).
+
+    Parameters
+    ----------
+    folder : str or Path
+        An existing folder.
+
+    Raises
+    ------
+    OSError
+        Of the same type and ``errno`` as the failure, with the message
+        ``"<folder>: cannot write the outputs there (<type>: <cause>)"``.
+    """
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".atm_write_check_"):
+            pass
+    except OSError as exc:
+        cause = exc.strerror or " ".join(str(exc).split())
+        message = f"{folder}: cannot write the outputs there ({type(exc).__name__}: {cause})"
+        try:
+            new = type(exc)(message)
+        except Exception:  # noqa: BLE001 - a subclass with another signature
+            new = OSError(message)
+        new.errno = exc.errno
+        raise new from exc
 
 
 def _output_error(exc, output, what, after=""):

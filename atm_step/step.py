@@ -5,6 +5,7 @@ import logging
 import os
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 from stdatamodels.jwst import datamodels
@@ -12,7 +13,7 @@ from stdatamodels.jwst import datamodels
 from jwst.datamodels import ModelContainer, SourceModelContainer
 from jwst.stpipe import Step
 
-from atm_step.atomic import atomic_save
+from atm_step.atomic import atomic_save, check_writable
 from atm_step.input_files import check_step_input, opening
 
 __all__ = ["AdaptiveTraceModelStep"]
@@ -179,6 +180,10 @@ class AdaptiveTraceModelStep(Step):
         ------
         ValueError
             If a parameter is outside its allowed range (see `check_parameters`).
+        OSError
+            Run standalone with ``save_results`` (``strun``), if no file can be created
+            in the output folder (checked before any work; see
+            `atm_step.atomic.check_writable`).
         atm_step.input_files.InputFileError
             (a ValueError) If the input file, or a file of the list, is missing, empty,
             corrupt, truncated (a gzip-compressed file included), not a JWST datamodel,
@@ -191,11 +196,17 @@ class AdaptiveTraceModelStep(Step):
         """
         self.check_parameters()
         check_step_input(input_data)  # one clear message for a bad file or member
+        if self.save_results and self.parent is None:
+            # strun: a folder where the output cannot be written fails now, not after the fit
+            folder = os.path.expandvars(os.path.expanduser(self.output_dir or "")) or "."
+            if os.path.isdir(folder):
+                check_writable(folder)
         # no copy of the input: each output model is built anew from it (see
         # `atm_step.modes.writeback.new_output_model`), so the caller's model is
         # never modified
         with opening(input_data):
             source = self.prepare_output(input_data, make_copy=False)
+        self._input_paths = _input_paths(input_data, source)
         #: one dict per processed model: file, mode, oversample, regions, fitted,
         #: from_model, estimated, seconds (read by the batch runner's report)
         self.summaries = []
@@ -269,7 +280,8 @@ class AdaptiveTraceModelStep(Step):
         OSError
             If the output cannot be written (a read-only folder, a full disk): the
             message names the output; the previous file is left as it was (see
-            `atm_step.atomic.atomic_save`).
+            `atm_step.atomic.atomic_save`). `FileExistsError` if the output path is
+            one of the input files (the input is never overwritten).
         """
         from collections.abc import Sequence
 
@@ -287,6 +299,12 @@ class AdaptiveTraceModelStep(Step):
             idx = None
         path = self.make_output_path(basepath=output_file, suffix=suffix, idx=idx,
                                      **components)
+        if Path(path).resolve() in getattr(self, "_input_paths", ()):
+            # e.g. --suffix=cal on a *_cal.fits file in the output folder
+            raise FileExistsError(
+                f"{path}: cannot save the output: it would overwrite the input file; give "
+                "another suffix or output folder (--suffix, --output_dir)"
+            )
         atomic_save(model, path)
         log.info("Saved model in %s", path)
         return path
@@ -323,6 +341,13 @@ class AdaptiveTraceModelStep(Step):
 
         name = model.meta.filename
         log.info("Fitting trace model for %s", name)
+        if model.meta.cal_step.adaptive_trace_model == "COMPLETE":
+            log.warning(
+                "%s already went through adaptive_trace_model (S_TRCMOD = COMPLETE): it is "
+                "modelled again%s", name,
+                ", and its pixels, oversampled before, are oversampled again"
+                if self.oversample != 1 else "",
+            )
 
         def failed(exc):
             # the input as it is, marked FAILED: the reason is logged, not raised
@@ -538,6 +563,33 @@ def _source_container(source, models):
     for model in models:
         multi.exposures.append(model)
     return SourceModelContainer(multi)
+
+
+def _input_paths(input_data, source):
+    """
+    Resolved paths of the input files: the file given, or an association's members.
+
+    Parameters
+    ----------
+    input_data : str, os.PathLike or datamodel
+        What the step was given.
+    source : datamodel or ModelContainer
+        What it opened.
+
+    Returns
+    -------
+    set of Path
+        Empty for a model or container given in memory.
+    """
+    if not isinstance(input_data, (str, os.PathLike)):
+        return set()
+    given = Path(input_data)
+    paths = {given.resolve()}
+    if isinstance(source, ModelContainer):
+        for m in source:
+            if m.meta.filename:
+                paths.add((given.parent / m.meta.filename).resolve())
+    return paths
 
 
 def _mark_failed(model):

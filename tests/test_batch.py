@@ -25,6 +25,7 @@ import distributed  # noqa: F401  (in the [test] extra: missing must fail)
 from helpers import wait_for as _wait_for  # noqa: E402
 
 from atm_step.batch import expand_inputs, is_complete, output_name, run  # noqa: E402
+from atm_step.batch.task import same_oversampling  # noqa: E402
 from atm_step.cli import main  # noqa: E402
 from atm_step.step import AdaptiveTraceModelStep  # noqa: E402
 
@@ -188,6 +189,26 @@ def test_missing_dask_says_how_to_install(monkeypatch, capsys, mos_files, tmp_pa
     assert "pip install 'atm-step[batch]'" in capsys.readouterr().err
 
 
+def test_unwritable_output_folder_fails_before_any_work(capsys, mos_files, tmp_path, monkeypatch):
+    """Was found only after each exposure's fit (permission bits do not stop root, so a
+    read-only folder is stood in for by the write check's own failure)."""
+    import errno
+    import types
+
+    import atm_step.atomic as atomic
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    # only the check's temporary file fails (Numba's cache uses tempfile too)
+    monkeypatch.setattr(atomic, "tempfile", types.SimpleNamespace(TemporaryFile=read_only))
+    status = main(["run", str(mos_files[0]), "-o", str(tmp_path), "--no-progress"])
+    assert status == 2
+    err = capsys.readouterr().err
+    assert f"{tmp_path}: cannot write the outputs there (OSError: Read-only file system)" in err
+    assert not _outputs(tmp_path)
+
+
 def test_bad_step_parameter_fails_before_any_work(capsys, mos_files, tmp_path):
     status = main(["run", str(mos_files[0]), "-o", str(tmp_path), "--oversample", "0.5",
                    "--param-file", str(tmp_path / "nope.asdf")])
@@ -277,6 +298,12 @@ def test_interrupted_run_leaves_no_truncated_output_and_rerun_finishes(mos_copie
     assert statuses[mos_copies[2].name] == "done"
     assert all(is_complete(p) for p in _outputs(out)) and len(_outputs(out)) == 3
     assert not _partials(out)
+    # the same command with another N: the N = 1 outputs are made again, not skipped
+    again = run(mos_copies, output_dir=out, workers=1, oversample=2, progress=False)
+    assert again.ok and again.n_done == 3 and again.n_skipped == 0, again.table()
+    for i in mos_copies:
+        o = out / output_name(i)
+        assert same_oversampling(i, o, 2) and not same_oversampling(i, o, 1)
 
 
 def test_killed_worker_leaves_no_truncated_output(mos_copies, tmp_path):

@@ -77,3 +77,61 @@ def test_nirspec_mos_multislit_input_untouched(mos_files):
             multi.slits.append(slit.copy())
     result = _check(multi, 3)
     assert [s.data.shape for s in result.slits] == [(75, 341)] * 2
+
+
+def _sha(path):
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_output_named_as_the_input_is_refused(mos_files, tmp_path):
+    """``strun atm x_cal.fits --suffix=cal`` in the input's folder wrote the output over
+    the input; now the save is refused with the path, and the input is unchanged."""
+    import shutil
+
+    cal = tmp_path / "jw01345062001_03101_00001_nrs2_cal.fits"
+    shutil.copy(mos_files[0], cal)
+    before = _sha(cal)
+    with pytest.raises(FileExistsError, match=rf"{cal.name}: cannot save the output: it would "
+                                              "overwrite the input file"):
+        AdaptiveTraceModelStep.call(str(cal), save_results=True, suffix="cal",
+                                    output_dir=str(tmp_path))
+    assert _sha(cal) == before
+    # another suffix in the same folder is fine
+    AdaptiveTraceModelStep.call(str(cal), save_results=True, output_dir=str(tmp_path))
+    assert (tmp_path / cal.name.replace("_cal", "_atm")).is_file() and _sha(cal) == before
+
+
+def test_unwritable_output_folder_fails_before_the_fit(mos_files, tmp_path, monkeypatch):
+    """A folder where no file can be created is found before any work (it was found
+    only when the fitted model was saved)."""
+    import errno
+    import types
+
+    import atm_step.atomic as atomic
+    import atm_step.core as core
+
+    def read_only(*args, **kwargs):
+        raise OSError(errno.EROFS, "Read-only file system")
+
+    def no_fit(*args, **kwargs):
+        raise AssertionError("the fit ran before the output folder was checked")
+
+    # only the check's temporary file fails (Numba's cache uses tempfile too)
+    monkeypatch.setattr(atomic, "tempfile", types.SimpleNamespace(TemporaryFile=read_only))
+    monkeypatch.setattr(core, "adaptive_trace_model", no_fit)
+    with pytest.raises(OSError, match=r"cannot write the outputs there \(OSError: Read-only"):
+        AdaptiveTraceModelStep.call(str(mos_files[0]), save_results=True,
+                                    output_dir=str(tmp_path))
+
+
+def test_rerun_on_an_output_warns(mos_files, caplog):
+    """The step's own output as input: modelled again, with a warning saying so."""
+    out = AdaptiveTraceModelStep.call(str(mos_files[0]), oversample=2)
+    with caplog.at_level("WARNING", logger="atm_step.step"):
+        again = AdaptiveTraceModelStep.call(out, oversample=2)
+    assert "already went through adaptive_trace_model (S_TRCMOD = COMPLETE)" in caplog.text
+    assert "oversampled again" in caplog.text
+    assert again.data.shape[0] in (np.ceil(out.data.shape[0] * 2), out.data.shape[0] * 2) or \
+        again.data.shape[1] == int(np.ceil(out.data.shape[1] * 2))

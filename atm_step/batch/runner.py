@@ -10,6 +10,7 @@ import time
 import uuid
 from pathlib import Path
 
+from atm_step.atomic import check_writable
 from atm_step.batch.inputs import expand_inputs, output_name
 from atm_step.batch.report import FAILED, SKIPPED, BatchReport, ExposureResult
 from atm_step.batch.task import (
@@ -18,6 +19,7 @@ from atm_step.batch.task import (
     make_step,
     process_exposure,
     remove_partials,
+    same_oversampling,
     step_class_path,
 )
 
@@ -130,7 +132,8 @@ def run(
         parameter is invalid (checked once, before any task is sent, against the
         ranges of `atm_step.core.parameters.LIMITS`; NaN is refused).
     OSError
-        If the scheduler cannot be reached or ``output_dir`` cannot be created.
+        If the scheduler cannot be reached, or ``output_dir`` cannot be created or
+        written in (checked before any work).
     MainGuardError
         If a local cluster would be started from top-level code of a script that
         lacks ``if __name__ == "__main__":`` (see `check_main_guard`).
@@ -149,9 +152,11 @@ def run(
         options["oversample"] = oversample
     param_file = str(Path(param_file).resolve()) if param_file is not None else None
     step_path = step_class_path(step_class)
-    make_step(step_path, param_file, options)  # fail early, once, on bad parameters
+    # fail early, once, on bad parameters; the N the outputs must have
+    oversample_now = float(getattr(make_step(step_path, param_file, options), "oversample", 1.0))
     out_dir = Path(output_dir if output_dir is not None else os.getcwd()).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
+    check_writable(out_dir)  # before any work, not after each exposure's
 
     exposures = expand_inputs(inputs)
     if not exposures:
@@ -171,16 +176,21 @@ def run(
             row.error = (f"{exp.path}: output name {Path(out).name} is also that of "
                          f"{claimed[out]}; process them into different output folders")
             row.output = None
-        elif not overwrite and is_complete(out):
+        elif (not overwrite and is_complete(out)
+              and same_oversampling(exp.path, out, oversample_now)):
             claimed[out] = exp.path
             remove_partials(out)  # left by an attempt killed before a retry succeeded
             row.status = SKIPPED
         else:
+            redo = not overwrite and is_complete(out)  # made with another N
+            if redo:
+                log.warning("%s: the existing output is not oversampled %g times; it is made "
+                            "again", out, oversample_now)
             claimed[out] = exp.path
             remove_partials(out)
             jobs.append(Job(
                 input=exp.path, output=out, step_class=step_path, param_file=param_file,
-                options=options, overwrite=overwrite,
+                options=options, overwrite=overwrite or redo,
                 limit_threads="maximum_cores" not in options,
             ))
             job_rows.append(row)
@@ -300,7 +310,7 @@ def _client(distributed, scheduler, workers, n_jobs, options, connect_timeout):
             n_workers=n,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # no clash with a dashboard on 8787
             silence_logs=logging.WARNING,
             env=env,
         )

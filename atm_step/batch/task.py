@@ -26,6 +26,7 @@ __all__ = [
     "make_step",
     "process_exposure",
     "remove_partials",
+    "same_oversampling",
     "resolve_step_class",
 ]
 
@@ -197,6 +198,53 @@ def is_complete(path):
     except Exception:  # missing, unreadable, not FITS, truncated header
         return False
     return status == "COMPLETE" and end <= size
+
+
+def same_oversampling(input_path, output_path, oversample):
+    """
+    Whether an existing output holds the input oversampled ``oversample`` times.
+
+    Read from the FITS headers only: each SCI array of the output must have the
+    shape of the input's, one axis grown to ``ceil(n * N)`` (the step's grid,
+    `atm_step.core.grid`); the same shape for N = 1.
+
+    Parameters
+    ----------
+    input_path, output_path : str or Path
+        A cal file and an output of the step for it.
+    oversample : float
+        N asked for now.
+
+    Returns
+    -------
+    bool
+        False also when either file cannot be read or their SCI arrays differ in
+        number.
+    """
+    import math
+    import warnings
+
+    from astropy.io import fits
+
+    def shapes(path):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with fits.open(path, memmap=False) as hdul:
+                return [tuple(h.shape) for h in hdul if h.name == "SCI" and h.shape]
+
+    try:
+        before, after = shapes(input_path), shapes(output_path)
+    except Exception:  # noqa: BLE001 - unreadable: not the same, so it is redone
+        return False
+    if len(before) != len(after) or not before:
+        return False
+    n = float(oversample)
+    for a, b in zip(before, after, strict=True):
+        grown = {a[:-2] + (math.ceil(a[-2] * n - 1e-9), a[-1]),
+                 a[:-2] + (a[-2], math.ceil(a[-1] * n - 1e-9))}
+        if b not in grown:
+            return False
+    return True
 
 
 class _Capture(logging.Handler):
