@@ -270,6 +270,13 @@ class AdaptiveTraceModelStep(Step):
         truncated one under the final name. Containers and libraries are handed to
         stpipe, which calls back here for each model.
 
+        Parameters
+        ----------
+        model : DataModel, ModelContainer or ModelLibrary
+            What to save.
+        suffix, idx, output_file, force, **components
+            As for `stpipe.Step.save_model`.
+
         Returns
         -------
         str or list or None

@@ -32,7 +32,19 @@ RIDGE = 1e-12
 
 
 def n_coefficients(nknots):
-    """Number of cubic B-spline coefficients for ``nknots`` uniform intervals."""
+    """
+    Number of cubic B-spline coefficients for ``nknots`` uniform intervals.
+
+    Parameters
+    ----------
+    nknots : int
+        Knot intervals across the slice.
+
+    Returns
+    -------
+    int
+        ``nknots + 3``.
+    """
     return nknots + 3
 
 

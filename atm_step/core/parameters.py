@@ -293,10 +293,23 @@ class FitParameters:
         """
         Return a copy with some fields replaced; ``None`` values are ignored.
 
+        Parameters
+        ----------
+        **overrides
+            Field names and their new values (the step's tuning parameters pass
+            through here).
+
+        Returns
+        -------
+        FitParameters
+            The copy, checked as a new instance is.
+
         Raises
         ------
         TypeError
             If a keyword is not a field of `FitParameters`.
+        ValueError
+            If a value is outside its allowed range (`LIMITS`) or NaN.
         """
         fields = set(self.__dataclass_fields__)
         unknown = set(overrides) - fields
@@ -339,6 +352,15 @@ class FitParameters:
         0.57%, floor 0.56%; at 1 px 2.91% -> 2.41%, floor 1.68%); noise-free floor
         24 -> 32 of 32, noisy N = 3 <= 0.8x jwst 17 -> 21, N = 2 <= jwst 25 -> 27;
         every other case unchanged.
+
+        Parameters
+        ----------
+        detector : str
+            ``"NRS1"`` or ``"NRS2"``: the column order (see above).
+
+        Returns
+        -------
+        FitParameters
         """
         order = "descending" if str(detector).upper() == "NRS2" else "ascending"
         return cls(nknots=68, window=50, gap_ratio=1.6, column_order=order, penalty=None,
@@ -351,6 +373,17 @@ class FitParameters:
 
         For PRISM, whose profile changes quickly with wavelength, the window shrinks to
         +-10 columns and the knots to 1 per row, as in jwst.
+
+        Parameters
+        ----------
+        detector : str
+            ``"NRS1"`` or ``"NRS2"``: the column order.
+        grating : str, optional
+            ``meta.instrument.grating``; ``"PRISM"`` changes the window and knots.
+
+        Returns
+        -------
+        FitParameters
         """
         order = "descending" if str(detector).upper() == "NRS2" else "ascending"
         if str(grating).upper() == "PRISM":
@@ -378,6 +411,15 @@ class FitParameters:
         to 24 of 24 cells (ours / jwst 0.63-1.00); noise-free it stays at 16 of 24,
         and the channel-4 point source at N = 3 goes from 1.12x to 1.20x jwst's 0.30%
         (benchmarks/experiments/miri_preset_trial.md; docs/validation_miri.md).
+
+        Parameters
+        ----------
+        detector : str
+            ``"MIRIFUSHORT"`` (channels 1 and 2) or ``"MIRIFULONG"`` (3 and 4).
+
+        Returns
+        -------
+        FitParameters
         """
         nknots = 50 if str(detector).upper() == "MIRIFUSHORT" else 36
         return cls(nknots=nknots, window=50, gap_ratio=1.2, column_order="outside_in", min_good=8,
@@ -391,6 +433,15 @@ class FitParameters:
         dispersion column to the first.
 
         Fixed slit: 40 knots, 3 fit-and-reject passes; slitless: 60 knots, 2 passes.
+
+        Parameters
+        ----------
+        slitless : bool
+            Slitless (``MIR_LRS-SLITLESS``) rather than the fixed slit.
+
+        Returns
+        -------
+        FitParameters
         """
         if slitless:
             return cls(nknots=60, window=5, sigma_reject=3.0, max_iter=2, gap_ratio=1.2,

@@ -127,10 +127,28 @@ def spectra_for_cubes(out, before, after, n_spaxels=20, box=6, prefix=None):
     The PNG is ``<prefix>_spectra.png``; ``prefix`` defaults to ``before``'s name
     without ``.fits``.
 
+    Parameters
+    ----------
+    out : str or Path
+        Output folder.
+    before, after : str or Path
+        ``s3d`` cube files without and with ATM, on the same grid.
+    n_spaxels : int
+        Brightest spaxels shown.
+    box : int
+        Aperture side, spaxels.
+    prefix : str, optional
+        PNG name prefix.
+
     Returns
     -------
     str
         Path written.
+
+    Raises
+    ------
+    ValueError
+        If the two cubes differ in shape.
     """
     from stdatamodels.jwst import datamodels
 
