@@ -63,7 +63,26 @@ def test_unreadable_file_is_one_line(capsys, tmp_path, monkeypatch):
     Path("not_jwst_cal.fits").write_text("this is not FITS")
     status, line = _one_line_error(capsys, ["qa", "not_jwst_cal.fits"])
     assert status == 2
-    assert line.startswith("atm-step qa: error: cannot read not_jwst_cal.fits as a JWST datamodel")
+    # the step's own check and message (was "cannot read ... as a JWST datamodel")
+    assert line.startswith("atm-step qa: error: not_jwst_cal.fits: not a FITS or ASDF file")
+
+
+def test_qa_names_a_truncated_after_file(capsys, tmp_path, monkeypatch):
+    """A truncated second file: the step's message naming it (was a reshape error from
+    astropy, naming both files)."""
+    import numpy as np
+    from astropy.io import fits
+
+    monkeypatch.chdir(tmp_path)
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(np.zeros((200, 200)), name="SCI")]).writeto(
+        "whole_cal.fits")
+    data = Path("whole_cal.fits").read_bytes()
+    Path("cut_atm.fits").write_bytes(data[: len(data) // 2])
+    status, line = _one_line_error(capsys, ["qa", "whole_cal.fits", "cut_atm.fits"])
+    assert status == 2
+    assert line.startswith("atm-step qa: error: whole_cal.fits: not a JWST datamodel")
+    status, line = _one_line_error(capsys, ["qa", "cut_atm.fits", "cut_atm.fits"])
+    assert line.startswith("atm-step qa: error: cut_atm.fits: truncated FITS file")
 
 
 def test_installed_command_answers_in_one_line(tmp_path):
