@@ -254,14 +254,8 @@ def check_writable(folder):
         with tempfile.TemporaryFile(dir=folder, prefix=".atm_write_check_"):
             pass
     except OSError as exc:
-        cause = exc.strerror or " ".join(str(exc).split())
-        message = f"{folder}: cannot write the outputs there ({type(exc).__name__}: {cause})"
-        try:
-            new = type(exc)(message)
-        except Exception:  # noqa: BLE001 - a subclass with another signature
-            new = OSError(message)
-        new.errno = exc.errno
-        raise new from exc
+        raise _same_kind(exc, f"{folder}: cannot write the outputs there "
+                              f"({type(exc).__name__}: {_cause(exc)})") from exc
 
 
 def _output_error(exc, output, what, after=""):
@@ -285,9 +279,19 @@ def _output_error(exc, output, what, after=""):
         ``"<output>: cannot save the output: <what> (<type>: <cause>)<after>"``, with
         the ``errno`` of ``exc``.
     """
-    # strerror leaves out the file name, which may be the hidden temporary folder's
-    cause = exc.strerror or " ".join(str(exc).split())
-    message = f"{output}: cannot save the output: {what} ({type(exc).__name__}: {cause}){after}"
+    message = (f"{output}: cannot save the output: {what} ({type(exc).__name__}: "
+               f"{_cause(exc)}){after}")
+    return _same_kind(exc, message)
+
+
+def _cause(exc):
+    """The cause of an OSError on one line; strerror leaves out the file name, which may
+    be a hidden temporary file's or folder's."""
+    return exc.strerror or " ".join(str(exc).split())
+
+
+def _same_kind(exc, message):
+    """An OSError of ``exc``'s type and ``errno`` carrying ``message`` (no strerror)."""
     try:
         new = type(exc)(message)
     except Exception:  # noqa: BLE001 - a subclass with another signature
