@@ -95,6 +95,9 @@ class AdaptiveTraceModelStep(Step):
 
     class_alias = "adaptive_trace_model"
 
+    #: Resolved paths of the files the last `process` read (never saved over).
+    _input_paths = frozenset()
+
     spec = """
     fit_threshold = float(default=10.0) # Limiting sigma for fitting splines; <= 0 fits every region
     oversample = float(default=1.0) # Oversample the data along the slice by this factor (>= 1)
@@ -198,7 +201,8 @@ class AdaptiveTraceModelStep(Step):
         check_step_input(input_data)  # one clear message for a bad file or member
         if self.save_results and self.parent is None:
             # strun: a folder where the output cannot be written fails now, not after the fit
-            folder = os.path.expandvars(os.path.expanduser(self.output_dir or "")) or "."
+            # the folder stpipe's own naming puts the output in
+            folder = os.path.dirname(self.make_output_path(basepath="output.fits")) or "."
             if os.path.isdir(folder):
                 check_writable(folder)
         # no copy of the input: each output model is built anew from it (see
@@ -206,7 +210,7 @@ class AdaptiveTraceModelStep(Step):
         # never modified
         with opening(input_data):
             source = self.prepare_output(input_data, make_copy=False)
-        self._input_paths = _input_paths(input_data, source)
+        self._input_paths = _files_read(input_data, source)
         #: one dict per processed model: file, mode, oversample, regions, fitted,
         #: from_model, estimated, seconds (read by the batch runner's report)
         self.summaries = []
@@ -306,7 +310,7 @@ class AdaptiveTraceModelStep(Step):
             idx = None
         path = self.make_output_path(basepath=output_file, suffix=suffix, idx=idx,
                                      **components)
-        if Path(path).resolve() in getattr(self, "_input_paths", ()):
+        if Path(path).resolve() in self._input_paths:
             # e.g. --suffix=cal on a *_cal.fits file in the output folder
             raise FileExistsError(
                 f"{path}: cannot save the output: it would overwrite the input file; give "
@@ -572,7 +576,7 @@ def _source_container(source, models):
     return SourceModelContainer(multi)
 
 
-def _input_paths(input_data, source):
+def _files_read(input_data, source):
     """
     Resolved paths of the input files: the file given, or an association's members.
 

@@ -31,7 +31,7 @@ def test_version_prints_package_and_jwst_versions():
 @pytest.mark.parametrize(
     ("argv", "expected"),
     [
-        (["qa", "nonexist_cal.fits"], "atm-step qa: error: no such file: nonexist_cal.fits"),
+        (["qa", "nonexist_cal.fits"], "atm-step qa: error: nonexist_cal.fits: no such file"),
         (["qa", "--simulate", "foo"], "invalid choice: 'foo'"),
         (["qa", "--oversample=0.5", "x_cal.fits"], "parameter oversample=0.5 is not allowed"),
         (["qa", "--oversample=nan", "x_cal.fits"], "parameter oversample=nan is not allowed"),

@@ -170,27 +170,26 @@ def run(
         out = str(out_dir / output_name(exp.path, suffix))
         row = ExposureResult(input=exp.path, output=out, status=FAILED)
         rows.append(row)
+        complete = not overwrite and is_complete(out)  # by an earlier run
         if out == exp.path:
             row.error = f"{exp.path}: output would overwrite the input; use another suffix"
         elif out in claimed:
             row.error = (f"{exp.path}: output name {Path(out).name} is also that of "
                          f"{claimed[out]}; process them into different output folders")
             row.output = None
-        elif (not overwrite and is_complete(out)
-              and same_oversampling(exp.path, out, oversample_now)):
+        elif complete and same_oversampling(exp.path, out, oversample_now):
             claimed[out] = exp.path
             remove_partials(out)  # left by an attempt killed before a retry succeeded
             row.status = SKIPPED
         else:
-            redo = not overwrite and is_complete(out)  # made with another N
-            if redo:
+            if complete:  # made with another N
                 log.warning("%s: the existing output is not oversampled %g times; it is made "
                             "again", out, oversample_now)
             claimed[out] = exp.path
             remove_partials(out)
             jobs.append(Job(
                 input=exp.path, output=out, step_class=step_path, param_file=param_file,
-                options=options, overwrite=overwrite or redo,
+                options=options, overwrite=overwrite or complete,
                 limit_threads="maximum_cores" not in options,
             ))
             job_rows.append(row)

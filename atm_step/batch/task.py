@@ -221,10 +221,11 @@ def same_oversampling(input_path, output_path, oversample):
         False also when either file cannot be read or their SCI arrays differ in
         number.
     """
-    import math
     import warnings
 
     from astropy.io import fits
+
+    from atm_step.core.grid import oversampled_shape
 
     def shapes(path):
         with warnings.catch_warnings():
@@ -240,9 +241,9 @@ def same_oversampling(input_path, output_path, oversample):
         return False
     n = float(oversample)
     for a, b in zip(before, after, strict=True):
-        grown = {a[:-2] + (math.ceil(a[-2] * n - 1e-9), a[-1]),
-                 a[:-2] + (a[-2], math.ceil(a[-1] * n - 1e-9))}
-        if b not in grown:
+        rows = oversampled_shape(a[-2:], n)  # along the rows (NIRSpec) or the columns (MIRI)
+        columns = oversampled_shape(a[-2:][::-1], n)[::-1]
+        if b[:-2] != a[:-2] or b[-2:] not in (rows, columns):
             return False
     return True
 

@@ -270,15 +270,12 @@ def qa_for_files(out, before, after=None, oversample=None, columns=None, panel_r
 
     from atm_step.cli import UsageError
     from atm_step.core import adaptive_trace_model
+    from atm_step.input_files import InputFileError, check_input_file
     from atm_step.modes import UnsupportedModelError, adapters_for, check_model
 
-    from atm_step.input_files import InputFileError, check_input_file
-
     for f in (before, after):
-        if f is not None and not Path(f).is_file():
-            raise UsageError(f"no such file: {f}")
         if f is not None:
-            try:  # the step's checks: one message naming the file (truncated, not FITS...)
+            try:  # the step's checks: one message naming the file (missing, truncated...)
                 check_input_file(f)
             except InputFileError as exc:
                 raise UsageError(str(exc)) from None

@@ -89,13 +89,8 @@ def seeds(workdir, overrides):
 
 
 def _ch12_scenes(alpha0=0.05, beta0=0.1):
-    """The matrix's scenes with their lines moved into channels 1 and 2."""
-
-    def point(w):
-        return 10.0 * (np.asarray(w) / 20.0) ** -1
-
-    def faint(w):
-        return 0.3 * point(w)
+    """The matrix's scenes with their lines moved into channels 1 and 2 (the point and
+    faint sources' spectra, which have no lines, are the matrix's own)."""
 
     def blue(w):
         w = np.asarray(w)
@@ -106,8 +101,8 @@ def _ch12_scenes(alpha0=0.05, beta0=0.1):
         return 6.0 * (w / 20.0) ** 1.5 + 3.0 * (_line(w, 5.5) + _line(w, 8.3))
 
     return {
-        "point": Scene("point", (PointSource(alpha0, beta0, point),)),
-        "nebula": Scene("nebula", (PointSource(alpha0, beta0, faint),),
+        "point": Scene("point", (PointSource(alpha0, beta0, MM._point_spectrum),)),
+        "nebula": Scene("nebula", (PointSource(alpha0, beta0, MM._faint_spectrum),),
                         Nebula(lines=(5.38, 5.52, 8.12, 8.28))),
         "binary": Scene("binary", (PointSource(alpha0 - 0.20, beta0 - 0.02, blue),
                                    PointSource(alpha0 + 0.20, beta0 + 0.02, red))),
