@@ -90,7 +90,7 @@ def test_installed_command_answers_in_one_line(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "atm_step", "qa", "nonexist_cal.fits"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert proc.returncode == 2
-    assert proc.stderr.strip() == "atm-step qa: error: no such file: nonexist_cal.fits"
+    assert proc.stderr.strip() == "atm-step qa: error: nonexist_cal.fits: no such file"
 
 
 def test_debug_shows_the_traceback(tmp_path, monkeypatch):
